@@ -1,0 +1,46 @@
+"""PNG plots for the command line and for Dagster metadata (where they are embedded as markdown)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Sequence
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display here, in CI or in a Dagster run worker
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def profile_plot_png(series: Sequence[tuple[str, np.ndarray, np.ndarray, str]], *, title: str = "") -> bytes:
+    """One panel per ``(label, epoch_seconds, values, unit)``, stacked, sharing nothing but width."""
+    plt = _pyplot()
+    import pandas as pd
+
+    fig, axes = plt.subplots(len(series), 1, figsize=(10, 2.2 * len(series) + 0.6), squeeze=False)
+    for ax, (label, ts, values, unit) in zip(axes[:, 0], series):
+        # Thousands of points per pixel look like a solid block; a plot wants at most a few thousand.
+        stride = max(1, len(ts) // 4000)
+        ax.plot(pd.to_datetime(ts[::stride], unit="s", utc=True), values[::stride], lw=1.0, color="#1f77b4")
+        ax.set_title(label, fontsize=9, loc="left")
+        ax.set_ylabel(unit, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def png_markdown(png: bytes, alt: str = "plot") -> str:
+    """Markdown that shows ``png`` inline, as Dagster's UI renders metadata markdown."""
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"

@@ -1,0 +1,253 @@
+"""The synthetic load profile: what load, of which resource, shaped how, for how long, when.
+
+A profile is immutable. Its identity is ``profile_id``; its version is the hash of its canonical
+content, so the same definition written twice is one version and any change is a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shaper_pipelines.lib.durations import Duration
+from shaper_pipelines.lib.expr import ExpressionError
+from shaper_pipelines.lib.patterns import MAX_NESTING, PATTERN_KINDS, Pattern, nesting_depth
+from shaper_pipelines.lib.timegrid import TimeGrid, check_timezone, to_epoch_seconds
+from shaper_pipelines.lib.triggers import TRIGGER_KINDS, Trigger
+
+MAX_DURATION_S = 400 * 86400
+MAX_RENDER_POINTS = 50_000_000
+
+
+class ResourceType(str, Enum):
+    cpu = "cpu"
+    memory = "memory"
+    network_io = "network_io"
+    disk_io = "disk_io"
+
+
+class Source(str, Enum):
+    historical = "historical"
+    calendar = "calendar"
+    user_behaviour = "user_behaviour"
+    ab_test = "ab_test"
+    release = "release"
+    predefined = "predefined"
+
+
+# What one unit of intensity means when a profile does not say.
+DEFAULT_UNITS = {
+    ResourceType.cpu: "cpu_share",  # share of the agent's allowed cores, 0..1
+    ResourceType.memory: "MiB",  # resident size
+    ResourceType.network_io: "requests_per_second",  # HTTP arrival rate
+    ResourceType.disk_io: "MiB_per_second",  # written and fsynced
+}
+
+
+class Profile(BaseModel):
+    """A synthetic load profile. Field order is the order YAML exports use."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+    profile_id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")
+    resource_type: ResourceType
+    load_pattern: Pattern
+    duration: Duration
+    scaling_factor: float = Field(default=1.0, gt=0, le=1000, allow_inf_nan=False)
+    priority: int = Field(default=50, ge=0, le=100, description="higher runs first")
+    trigger_conditions: list[Trigger] = Field(default_factory=list, max_length=32)
+    source: Source = Source.predefined
+    unit: str = ""
+    description: str = Field(default="", max_length=4000)
+    timezone: str = "UTC"
+    lineage: dict[str, Any] = Field(default_factory=dict, description="where the profile came from")
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, value):
+        if not 0 < value <= MAX_DURATION_S:
+            raise ValueError(f"duration must be above 0 and at most {MAX_DURATION_S // 86400} days")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value):
+        return check_timezone(value)
+
+    @field_validator("lineage")
+    @classmethod
+    def _lineage(cls, value):
+        try:
+            text = json.dumps(value, sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"lineage must be plain JSON data: {exc}") from None
+        if len(text) > 64_000:
+            raise ValueError("lineage is larger than 64 kB")
+        return value
+
+    @model_validator(mode="after")
+    def _defaults_and_depth(self):
+        if not self.unit:
+            object.__setattr__(self, "unit", DEFAULT_UNITS[self.resource_type])
+        if nesting_depth(self.load_pattern) > MAX_NESTING:
+            raise ValueError(f"load_pattern nests deeper than {MAX_NESTING} levels")
+        return self
+
+    def canonical(self) -> dict[str, Any]:
+        """The content the version hash is taken over: JSON types, durations in short form."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    @property
+    def content_hash(self) -> str:
+        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def trigger_kinds(self) -> list[str]:
+        return sorted({t.kind for t in self.trigger_conditions})
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be used, naming the file, the profile and the field."""
+
+    def __init__(self, message: str, *, file: str | None = None, profile_id: str | None = None, field: str | None = None):
+        self.file, self.profile_id, self.field, self.reason = file, profile_id, field, message
+        where = []
+        if file:
+            where.append(f"file {file}")
+        if profile_id:
+            where.append(f"profile {str(profile_id)[:100]!r}")
+        if field:
+            where.append(f"field {field}")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+def _field_path(loc: Iterable[Any]) -> str:
+    path, previous = "", None
+    for part in loc:
+        # Pydantic names the union member it tried right after the union's position
+        # (load_pattern.custom.expression); the reader wants the field, not the member.
+        union_tag = (part in PATTERN_KINDS or part in TRIGGER_KINDS) and (
+            isinstance(previous, int) or previous in ("load_pattern", "pattern"))
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not union_tag:
+            path += f".{part}" if path else str(part)
+        previous = part
+    return path
+
+
+def parse_profile(data: Any, *, file: str | None = None, index: int | None = None) -> Profile:
+    """A validated Profile from plain data, or a ProfileError naming where it went wrong."""
+    profile_id = data.get("profile_id") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        where = f"entry {index}" if index is not None else "document"
+        raise ProfileError(f"{where} is a {type(data).__name__}, expected a mapping of profile fields", file=file)
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = first["msg"].removeprefix("Value error, ")
+        extra = len(exc.errors()) - 1
+        if extra:
+            message += f" (and {extra} more problem{'s' if extra > 1 else ''})"
+        raise ProfileError(message, file=file, profile_id=profile_id, field=_field_path(first["loc"]) or None) from None
+
+
+MAX_FILE_BYTES = 8 * 1024 * 1024
+
+
+def load_profiles_file(path: str | Path) -> list[Profile]:
+    """All profiles in a YAML or JSON file (one mapping, a list, or ``profiles: [...]``).
+
+    All or nothing: one bad profile fails the whole file, so a store never holds half of it.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ProfileError(f"larger than {MAX_FILE_BYTES // 1024 // 1024} MiB", file=str(path))
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProfileError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
+    except UnicodeDecodeError:
+        raise ProfileError("is not UTF-8 text", file=str(path)) from None
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"is not valid YAML: {exc}", file=str(path)) from None
+    entries: list[Any] = []
+    for doc in documents:
+        if isinstance(doc, dict) and "profiles" in doc and "profile_id" not in doc:
+            doc = doc["profiles"]
+        entries.extend(doc if isinstance(doc, list) else [doc])
+    if not entries:
+        raise ProfileError("holds no profiles", file=str(path))
+    profiles = [parse_profile(entry, file=str(path), index=i) for i, entry in enumerate(entries)]
+    seen: set[str] = set()
+    for p in profiles:
+        if p.profile_id in seen:
+            raise ProfileError("defined twice in one file", file=str(path), profile_id=p.profile_id)
+        seen.add(p.profile_id)
+    return profiles
+
+
+def profile_files(paths: Iterable[str | Path]) -> list[Path]:
+    """YAML/JSON files named directly or found under the named folders, in a stable order."""
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.suffix in (".yaml", ".yml", ".json") and f.is_file()))
+        else:
+            out.append(p)
+    return out
+
+
+def dump_profiles_yaml(profiles: Iterable[Profile]) -> str:
+    docs = [p.canonical() for p in profiles]
+    return yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Target intensity per point: ``timestamps`` in epoch seconds, ``values`` in the profile's unit."""
+
+    timestamps: np.ndarray
+    values: np.ndarray
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame({"timestamp": pd.to_datetime(self.timestamps, unit="s", utc=True), "value": self.values})
+
+
+def render(profile: Profile, start: Any = 0.0, step: float = 1.0, duration: float | None = None) -> Rendered:
+    """The profile's target intensity (``scaling_factor`` applied) from ``start`` every ``step``
+    seconds for its duration (or ``duration``). Refuses values that are not finite or negative,
+    naming the first such point, so no NaN ever reaches a store or an agent."""
+    span = profile.duration if duration is None else float(duration)
+    if step <= 0:
+        raise ProfileError("step must be positive", profile_id=profile.profile_id)
+    if span / step > MAX_RENDER_POINTS:
+        raise ProfileError(f"rendering would make more than {MAX_RENDER_POINTS:,} points; use a coarser step",
+                           profile_id=profile.profile_id)
+    grid = TimeGrid.regular(to_epoch_seconds(start), span, step)
+    try:
+        values = profile.load_pattern.render(grid, profile.timezone) * profile.scaling_factor
+    except ExpressionError as exc:
+        raise ProfileError(str(exc), profile_id=profile.profile_id, field="load_pattern") from None
+    bad = ~np.isfinite(values) | (values < 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        what = "negative" if np.isfinite(values[i]) else "not a finite number"
+        raise ProfileError(f"intensity is {what} ({values[i]}) at t={grid.t[i]:g}s; clip it to 0 or above",
+                           profile_id=profile.profile_id, field="load_pattern")
+    return Rendered(timestamps=grid.epoch, values=values)
