@@ -1,0 +1,37 @@
+"""Tables of the profile store. Alembic migrations in ``migrations/`` create exactly these."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+profile_versions = sa.Table(
+    "profile_versions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("profile_id", sa.String(100), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("content_hash", sa.String(16), nullable=False),
+    # Denormalised from the definition so that the common queries need no JSON functions.
+    sa.Column("resource_type", sa.String(20), nullable=False),
+    sa.Column("source", sa.String(20), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("trigger_kinds", sa.String(64), nullable=False, doc="',cron,event,' style, for LIKE queries"),
+    sa.Column("definition", sa.Text, nullable=False, doc="canonical JSON of the profile"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.UniqueConstraint("profile_id", "version", name="uq_profile_version"),
+    sa.UniqueConstraint("profile_id", "content_hash", name="uq_profile_content"),
+    sa.Index("ix_profile_versions_resource_type", "resource_type"),
+    sa.Index("ix_profile_versions_source", "source"),
+)
+
+profile_series = sa.Table(
+    "profile_series",
+    metadata,
+    sa.Column("version_pk", sa.Integer, sa.ForeignKey("profile_versions.id", ondelete="CASCADE"), primary_key=True),
+    # Epoch milliseconds: an exact key, and the same type on SQLite and PostgreSQL.
+    sa.Column("ts_ms", sa.BigInteger, primary_key=True),
+    sa.Column("value", sa.Float, nullable=False),
+)
