@@ -1,0 +1,70 @@
+"""The ``shaper`` command. Errors a user can fix end in one clear line and a non-zero exit,
+never in a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from shaper_pipelines.cli import profiles as profiles_cli
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shaper",
+        description="Predictive resource shaping: learn the coming load, rehearse it, scale before it arrives.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the main job end to end on the configured (default: embedded) setup")
+    run.set_defaults(func=_run)
+
+    ui = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on this project")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.set_defaults(func=_ui)
+
+    profiles_cli.add_parser(sub)
+    return parser
+
+
+def _run(args) -> int:
+    from shaper_pipelines.main_job import run_main_job
+
+    return 0 if run_main_job() else 1
+
+
+def _ui(args) -> int:
+    from shaper_pipelines.settings import dagster_env, project_root
+
+    env = dagster_env()
+    print(f"DAGSTER_HOME={env['DAGSTER_HOME']}; opening http://{args.host}:{args.port}", file=sys.stderr)
+    os.chdir(project_root())
+    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    os.execve(dagster, [dagster, "dev", "-w", "workspace.yaml", "-h", args.host, "-p", str(args.port)], env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from shaper_pipelines.lib.expr import ExpressionError
+    from shaper_pipelines.lib.profile import ProfileError
+    from shaper_pipelines.store.profile_store import ProfileNotFound
+
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ProfileError, ExpressionError) as exc:
+        print(f"shaper: error: {exc}", file=sys.stderr)
+        return 2
+    except ProfileNotFound as exc:
+        print(f"shaper: error: {exc}", file=sys.stderr)
+        return 3
+    except (ValueError, OSError) as exc:
+        print(f"shaper: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
