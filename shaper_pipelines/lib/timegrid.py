@@ -1,9 +1,10 @@
 """The time axis a profile is rendered on, and the calendar features patterns read from it.
 
-Calendar features (local hour, weekday, day of month) are computed for millions of points, so
-they are derived arithmetically from epoch seconds plus the zone's UTC offset; the offset is looked
-up on a 15-minute grid (every DST rule in the tz database changes on a quarter hour) instead of
-converting each point with pandas, which would be two orders of magnitude slower.
+Calendar features (local hour, weekday, day of month) are needed for millions of points, so they
+are derived arithmetically from epoch seconds plus the zone's UTC offset. The offset is looked up
+on a 15-minute grid (every DST rule in the tz database changes on a quarter hour) and written per
+run between transitions, instead of converting each point with pandas, which is two orders of
+magnitude slower.
 """
 
 from __future__ import annotations
@@ -59,18 +60,25 @@ class TimeGrid:
 
     @property
     def epoch(self) -> np.ndarray:
-        return self.start + self.t
+        if "epoch" not in self._features:
+            self._features["epoch"] = self.start + self.t
+        return self._features["epoch"]
 
-    def local_seconds(self, tz: str) -> np.ndarray:
-        """Seconds since the epoch as a wall clock in ``tz`` shows them."""
+    def _local(self, tz: str) -> tuple[np.ndarray, np.ndarray]:
+        """Whole local days since the epoch and seconds into the local day, computed once per zone.
+        (floor and subtract: np.mod on floats costs several times more over millions of points.)"""
         key = ("local", tz)
         if key not in self._features:
-            self._features[key] = self.epoch + self._offsets(tz)
+            local = self.epoch + self._offsets(tz)
+            days = np.floor(local / 86400.0)
+            self._features[key] = (days, local - days * 86400.0)
         return self._features[key]
 
-    def _offsets(self, tz: str) -> np.ndarray:
+    def _offsets(self, tz: str) -> np.ndarray | float:
+        """UTC offset in seconds at each point. The offset only changes at a zone's transitions,
+        so it is looked up on a 15-minute grid and written per run between transitions."""
         if tz in ("UTC", "Etc/UTC") or len(self.t) == 0:
-            return np.zeros(len(self.t))
+            return 0.0
         first = np.floor(self.start / _OFFSET_GRID_S) * _OFFSET_GRID_S
         last = self.start + float(self.t[-1])
         grid = pd.date_range(
@@ -80,21 +88,29 @@ class TimeGrid:
         )
         local = grid.tz_convert(tz).tz_localize(None)
         offsets = (local - grid.tz_localize(None)).total_seconds().to_numpy()
-        index = ((self.epoch - first) // _OFFSET_GRID_S).astype(np.int64)
-        return offsets[index]
+        changes = np.flatnonzero(np.diff(offsets)) + 1
+        if len(changes) == 0:
+            return float(offsets[0])
+        out = np.full(len(self.t), offsets[0])
+        # Grid points are sorted, so each transition starts a contiguous run.
+        positions = np.searchsorted(self.epoch, first + changes * _OFFSET_GRID_S)
+        for pos, change in zip(positions, changes):
+            out[pos:] = offsets[change]
+        return out
 
     def hour(self, tz: str) -> np.ndarray:
-        return np.mod(self.local_seconds(tz), 86400.0) / 3600.0
+        return self._local(tz)[1] / 3600.0
 
     def minute(self, tz: str) -> np.ndarray:
-        return np.mod(self.local_seconds(tz), 3600.0) / 60.0
+        seconds = self._local(tz)[1]
+        return (seconds - np.floor(seconds / 3600.0) * 3600.0) / 60.0
 
     def weekday(self, tz: str) -> np.ndarray:
         # 1970-01-01 was a Thursday (Monday = 0).
-        days = np.floor(self.local_seconds(tz) / 86400.0)
-        return np.mod(days + 3, 7)
+        shifted = self._local(tz)[0] + 3.0
+        return shifted - np.floor(shifted / 7.0) * 7.0
 
     def day_of_month(self, tz: str) -> np.ndarray:
-        days = np.floor(self.local_seconds(tz) / 86400.0).astype("int64").astype("datetime64[D]")
+        days = self._local(tz)[0].astype("int64").astype("datetime64[D]")
         month_start = days.astype("datetime64[M]").astype("datetime64[D]")
         return (days - month_start).astype(np.float64) + 1.0

@@ -1,0 +1,6 @@
+"""Run every benchmark: ``python -m benchmarks`` (or one: ``python -m benchmarks.render``)."""
+
+from benchmarks import render, store_write
+
+render.main()
+store_write.main()
