@@ -1,37 +1,31 @@
 """The profile store: versioned, immutable profiles and their rendered series in a real database.
 
-SQLite by default, PostgreSQL by URL, one code path through SQLAlchemy Core. Every write is one
+SQLite by default, PostgreSQL by URL, one code path through SQLAlchemy Core (``database.py``). Every write is one
 transaction: a batch of profiles with one bad member stores nothing, and a series write either
 replaces its whole time range or leaves it as it was.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import getpass
 import json
 import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
 from shaper_pipelines.lib.profile import Profile, ProfileError, parse_profile
+from shaper_pipelines.store.database import open_database
 from shaper_pipelines.store.schema import profile_series, profile_versions
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SERIES_BATCH = 10_000
 _WRITE_RETRIES = 8
-# Any constant shared by every shaper process: the PostgreSQL advisory lock held while migrating.
-_MIGRATION_LOCK_KEY = 7_403_112_901
 
 
 class ProfileNotFound(LookupError):
@@ -73,8 +67,7 @@ class ProfileStore:
 
     def __init__(self, url: str):
         self.url = url
-        self.engine = _make_engine(url)
-        self.migrate()
+        self.engine = open_database(url)
 
     @classmethod
     def from_env(cls) -> "ProfileStore":
@@ -90,46 +83,6 @@ class ProfileStore:
 
     def __exit__(self, *exc):
         self.close()
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.engine.dialect.name == "sqlite"
-
-    # -- schema -------------------------------------------------------------------------------
-
-    def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision; safe when several processes open a new
-        database at once (they take turns under a lock)."""
-        from alembic import command
-        from alembic.config import Config
-
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-        with self._migration_lock(), self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-
-    @contextlib.contextmanager
-    def _migration_lock(self) -> Iterator[None]:
-        if self.is_sqlite:
-            database = self.engine.url.database
-            if not database or database == ":memory:":
-                yield
-                return
-            with open(f"{database}.migrate.lock", "a") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
-        else:
-            with self.engine.connect() as conn:
-                conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
-                try:
-                    yield
-                finally:
-                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY})
-                    conn.commit()
 
     # -- profiles -----------------------------------------------------------------------------
 
@@ -293,30 +246,3 @@ def _stored(row) -> StoredProfile:
         created_by=row["created_by"],
         pk=row["id"],
     )
-
-
-def _make_engine(url: str) -> sa.Engine:
-    if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True)
-    database = sa.engine.make_url(url).database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 60})
-
-    # pysqlite starts transactions lazily, so two writers can both read and then deadlock on the
-    # upgrade to a write lock. Taking the write lock at BEGIN makes writers queue instead.
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=60000")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
-

@@ -35,3 +35,14 @@ profile_series = sa.Table(
     sa.Column("ts_ms", sa.BigInteger, primary_key=True),
     sa.Column("value", sa.Float, nullable=False),
 )
+
+metric_samples = sa.Table(
+    "metric_samples",
+    metadata,
+    sa.Column("target", sa.String(200), primary_key=True),
+    sa.Column("metric", sa.String(64), primary_key=True),
+    sa.Column("ts_ms", sa.BigInteger, primary_key=True),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("filled", sa.Boolean, nullable=False, doc="interpolated, not observed"),
+    sa.Column("origin", sa.String(32), nullable=False, doc="prometheus, import or demo"),
+)
