@@ -1,10 +1,39 @@
-"""``shaper run``: the main job, executed against the project's Dagster instance so that the run
-and its materialisations show up in the UI afterwards."""
+"""``shaper run``: the main job, end to end, against the project's Dagster instance so that every
+run and materialisation shows up in the UI afterwards.
+
+It is a sequence of Dagster runs rather than one job because its stages are partitioned
+differently (profiles are not partitioned, history is per day); each stage is the job a user
+would launch from the UI or a schedule.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
+
+HISTORY_DAYS = 14
+# The run's own event log is in the UI; the terminal gets warnings and the summary.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclass(frozen=True)
+class Stage:
+    title: str
+    job: str
+    tags: dict
+
+
+def stages(today) -> list[Stage]:
+    import pandas as pd
+
+    last = (pd.Timestamp(today).floor("D") - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+    first = (pd.Timestamp(today).floor("D") - pd.Timedelta(days=HISTORY_DAYS)).strftime("%Y-%m-%d")
+    return [
+        Stage("predefined load profiles", "shaper_main_job", {}),
+        Stage(f"history {first} .. {last} (a {HISTORY_DAYS}-day backfill in one run)", "history_job",
+              {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}),
+    ]
 
 
 def run_main_job() -> bool:
@@ -14,32 +43,52 @@ def run_main_job() -> bool:
     os.environ.update({k: v for k, v in dagster_env().items() if k in ("DAGSTER_HOME", "SHAPER_DATABASE_PASSWORD")})
 
     import dagster as dg
+    import pandas as pd
 
     from shaper_pipelines.definitions import defs
 
-    job = defs().resolve_job_def("shaper_main_job")
+    definitions = defs()
+    ok = True
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False)
-        print(_summary(result, instance), file=sys.stdout)
-    return result.success
+        for stage in stages(pd.Timestamp.now(tz="UTC")):
+            print(f"==> {stage.title}", file=sys.stderr)
+            job = definitions.resolve_job_def(stage.job)
+            result = job.execute_in_process(instance=instance, tags=stage.tags, raise_on_error=False,
+                                            run_config=QUIET)
+            print(_summary(stage, result))
+            if not result.success:
+                ok = False
+                break
+        print(f"DAGSTER_HOME={instance.root_directory}; `shaper ui` opens the UI on it")
+    print(f"shaper main job: {'SUCCESS' if ok else 'FAILURE'}")
+    return ok
 
 
-def _summary(result, instance) -> str:
-    lines = [f"shaper main job: {'SUCCESS' if result.success else 'FAILURE'} (run {result.run_id})"]
+def _summary(stage: Stage, result) -> str:
+    lines = [f"{stage.title}: {'ok' if result.success else 'FAILED'} (run {result.run_id})"]
+    materialised: dict[str, int] = {}
+    tables = []
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
+        name = mat.asset_key.to_user_string()
+        materialised[name] = materialised.get(name, 0) + 1
         meta = mat.metadata
-        lines.append(f"  materialised {mat.asset_key.to_user_string()}")
+        if "table" in meta:
+            tables.append(meta["table"].value)
         for key in ("profiles", "versions_created", "series_rows"):
             if key in meta:
-                lines.append(f"    {key}: {meta[key].value}")
-        if "table" in meta:
-            lines.extend("    " + row for row in meta["table"].value.splitlines())
+                lines.append(f"  {key}: {meta[key].value}")
+    for name, partitions in materialised.items():
+        lines.append(f"  materialised {name}" + (f" ({partitions} partitions)" if partitions > 1 else ""))
+    checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    if checks:
+        failed = [c for c in checks if not c.passed]
+        lines.append(f"  checks: {len(checks) - len(failed)} passed, {len(failed)} failed")
+        lines.extend(f"    failed: {c.asset_key.to_user_string()} {c.check_name}" for c in failed)
+    for table in tables:
+        lines.extend("  " + row for row in table.splitlines())
     for event in result.all_events:
         if event.is_failure:
-            lines.append(f"  failed: {event.step_key}: {event.message}")
             error = getattr(event.event_specific_data, "error", None)
-            if error is not None:
-                lines.append(f"    {error.message.strip()}")
-    lines.append(f"  DAGSTER_HOME={instance.root_directory}; `shaper ui` opens the UI on it")
+            lines.append(f"  failed: {event.step_key}: {error.message.strip() if error else event.message}")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
-from shaper_pipelines.resources.profile_store import ProfileStoreResource
+from shaper_pipelines.resources.database import DatabaseResource
 from shaper_pipelines.store.profile_store import ProfileStore
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ def test_dagster_definitions_validate_passes(shaper_home):
 def test_predefined_profiles_asset_stores_versions_and_plots(store_url, tmp_path):
     from shaper_pipelines.defs.profiles.assets import predefined_load_profiles
 
-    resources = {"profile_store": ProfileStoreResource(database_url=store_url)}
+    resources = {"database": DatabaseResource(url=store_url)}
     result = dg.materialize([predefined_load_profiles], resources=resources)
     assert result.success
     meta = result.asset_materializations_for_node("predefined_load_profiles")[0].metadata
@@ -60,8 +60,11 @@ def test_shaper_run_on_embedded_defaults(shaper_home):
     instance_dir = shaper_home / "dagster_home"
     with dg.DagsterInstance.from_config(str(instance_dir)) as instance:
         runs = instance.get_runs()
-        assert len(runs) == 1 and runs[0].job_name == "shaper_main_job"
+        assert sorted(r.job_name for r in runs) == ["history_job", "shaper_main_job"]
+        assert all(r.is_success for r in runs)
         assert instance.get_latest_materialization_event(dg.AssetKey("predefined_load_profiles")) is not None
+        history = dg.AssetKey(["historical_metrics", "checkout-api", "cpu"])
+        assert len(instance.get_materialized_partitions(history)) == 14
 
 
 def test_shaper_run_on_postgresql_keeps_runs_and_profiles_there(postgres, shaper_home, monkeypatch):
@@ -72,6 +75,7 @@ def test_shaper_run_on_postgresql_keeps_runs_and_profiles_there(postgres, shaper
     assert not (shaper_home / "profiles.db").exists()
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar() == 1
+        assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar() == 2
+        assert conn.execute(sa.text("SELECT count(DISTINCT target) FROM metric_samples")).scalar() == 2
         assert conn.execute(sa.text("SELECT count(DISTINCT profile_id) FROM profile_versions")).scalar() == 6
     engine.dispose()

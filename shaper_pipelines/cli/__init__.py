@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 
+from shaper_pipelines.cli import history as history_cli
 from shaper_pipelines.cli import profiles as profiles_cli
 
 
@@ -26,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     ui.set_defaults(func=_ui)
 
     profiles_cli.add_parser(sub)
+    history_cli.add_parser(sub)
     return parser
 
 
@@ -47,13 +49,14 @@ def _ui(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from shaper_pipelines.lib.expr import ExpressionError
+    from shaper_pipelines.lib.history import HistoryError
     from shaper_pipelines.lib.profile import ProfileError
     from shaper_pipelines.store.profile_store import ProfileNotFound
 
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ProfileError, ExpressionError) as exc:
+    except (ProfileError, ExpressionError, HistoryError) as exc:
         print(f"shaper: error: {exc}", file=sys.stderr)
         return 2
     except ProfileNotFound as exc:
@@ -65,6 +68,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

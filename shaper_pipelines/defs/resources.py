@@ -1,10 +1,20 @@
-"""The one place that binds resources for every asset and job in the code location."""
+"""The one place that binds resources for every asset and job in the code location: embedded
+defaults unless the documented variables point at real services."""
+
+import os
 
 import dagster as dg
 
-from shaper_pipelines.resources.profile_store import ProfileStoreResource
+from shaper_pipelines.resources.database import DatabaseResource
+from shaper_pipelines.resources.metrics_source import MetricsSourceResource
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources={"profile_store": ProfileStoreResource()})
+    return dg.Definitions(
+        resources={
+            "database": DatabaseResource(),
+            # Read when the code location loads, so a UI restart picks up a changed variable.
+            "metrics_source": MetricsSourceResource(prometheus_url=os.environ.get("SHAPER_PROMETHEUS_URL", "")),
+        }
+    )

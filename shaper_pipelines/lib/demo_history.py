@@ -42,8 +42,11 @@ class DemoSpec:
 
 def load_demo_spec(path: str | Path) -> DemoSpec:
     raw = yaml.safe_load(Path(path).read_text())
+    # float() because YAML 1.1 reads 6.0e9 (no sign in the exponent) as a string.
     targets = {
-        target: {metric: DemoMetric(**{**params, "bounds": tuple(params["bounds"])}) for metric, params in metrics.items()}
+        target: {metric: DemoMetric(**{k: float(v) for k, v in params.items() if k != "bounds"},
+                                    bounds=tuple(float(b) for b in params["bounds"]))
+                 for metric, params in metrics.items()}
         for target, metrics in raw["targets"].items()
     }
     return DemoSpec(seed=int(raw["seed"]), timezone=raw.get("timezone", "UTC"), country=raw.get("country"),
@@ -93,7 +96,7 @@ def _last_business_days(local: pd.DatetimeIndex, holidays: list) -> list:
     out = []
     for year, month in {(d.year, d.month) for d in local}:
         day = pd.Timestamp(year=year, month=month, day=1) + pd.offsets.MonthEnd(0)
-        while day.dayofweek >= 5 or day.date() in holidays:
+        while day.day_of_week >= 5 or day.date() in holidays:
             day -= pd.Timedelta(days=1)
         out.append(day.date())
     return out

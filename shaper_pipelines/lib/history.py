@@ -35,6 +35,7 @@ class HistoryReport:
     gaps_filled: int = 0  # points interpolated
     gaps_left: int = 0  # points in gaps too long to bridge
     notes: list[str] = field(default_factory=list)
+    filled: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool), repr=False)  # per point
 
     def summary(self) -> str:
         return "; ".join(self.notes) if self.notes else "regular, complete"
@@ -122,7 +123,8 @@ def regularise(
     missing = series.isna()
     limit = max(0, int(max_fill / rule))
     filled = series.interpolate(method="time", limit=limit, limit_area="inside")
-    report.gaps_filled = int((missing & filled.notna()).sum())
+    report.filled = (missing & filled.notna()).to_numpy()
+    report.gaps_filled = int(report.filled.sum())
     report.gaps_left = int(filled.isna().sum())
     if report.gaps_filled:
         report.notes.append(f"interpolated {report.gaps_filled} missing step(s)")

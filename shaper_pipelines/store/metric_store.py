@@ -19,6 +19,29 @@ BATCH = 10_000
 
 
 @dataclass(frozen=True)
+class Window:
+    """One series' values for ``[start, end)``; ``filled`` marks interpolated points."""
+
+    target: str
+    metric: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+    series: pd.Series
+    filled: pd.Series | np.ndarray | None
+    origin: str
+
+    def rows(self) -> list[dict]:
+        inside = (self.series.index >= self.start) & (self.series.index < self.end)
+        values = self.series.to_numpy(dtype=np.float64)[inside]
+        flags = np.zeros(len(self.series), dtype=bool) if self.filled is None else np.asarray(self.filled, dtype=bool)
+        keep = np.isfinite(values)
+        ts_ms = self.series.index[inside].as_unit("ms").asi8[keep].tolist()
+        return [{"target": self.target, "metric": self.metric, "ts_ms": a, "value": b, "filled": bool(c),
+                 "origin": self.origin}
+                for a, b, c in zip(ts_ms, values[keep].tolist(), flags[inside][keep].tolist())]
+
+
+@dataclass(frozen=True)
 class SeriesInfo:
     target: str
     metric: str
@@ -47,28 +70,24 @@ class MetricStore:
     def __exit__(self, *exc):
         self.close()
 
-    def replace_window(
-        self, target: str, metric: str, start: pd.Timestamp, end: pd.Timestamp, series: pd.Series,
-        *, filled: pd.Series | np.ndarray | None = None, origin: str,
-    ) -> int:
-        """Make ``[start, end)`` of (target, metric) hold exactly ``series`` (NaNs are not stored).
-        Returns the rows written."""
-        series = series[(series.index >= start) & (series.index < end)]
-        mask = np.zeros(len(series), dtype=bool) if filled is None else np.asarray(filled, dtype=bool)[-len(series):]
-        keep = np.isfinite(series.to_numpy(dtype=np.float64))
-        ts_ms = series.index.as_unit("ms").asi8[keep].tolist()
-        values = series.to_numpy(dtype=np.float64)[keep].tolist()
-        flags = mask[keep].tolist() if len(mask) == len(keep) else [False] * len(values)
+    def replace_window(self, target: str, metric: str, start: pd.Timestamp, end: pd.Timestamp,
+                       series: pd.Series, *, filled=None, origin: str) -> int:
+        """Make ``[start, end)`` of (target, metric) hold exactly ``series``; returns rows written."""
+        return self.replace_windows([Window(target, metric, start, end, series, filled, origin)])
+
+    def replace_windows(self, windows: list["Window"]) -> int:
+        """Replace every window in one transaction: all are stored, or none. NaNs are not stored."""
         m = metric_samples
+        written = 0
         with self.engine.begin() as conn:
-            conn.execute(m.delete().where(m.c.target == target, m.c.metric == metric,
-                                          m.c.ts_ms >= _ms(start), m.c.ts_ms < _ms(end)))
-            for lo in range(0, len(ts_ms), BATCH):
-                conn.execute(m.insert(), [
-                    {"target": target, "metric": metric, "ts_ms": a, "value": b, "filled": bool(c), "origin": origin}
-                    for a, b, c in zip(ts_ms[lo:lo + BATCH], values[lo:lo + BATCH], flags[lo:lo + BATCH])
-                ])
-        return len(ts_ms)
+            for w in windows:
+                rows = w.rows()
+                conn.execute(m.delete().where(m.c.target == w.target, m.c.metric == w.metric,
+                                              m.c.ts_ms >= _ms(w.start), m.c.ts_ms < _ms(w.end)))
+                for lo in range(0, len(rows), BATCH):
+                    conn.execute(m.insert(), rows[lo:lo + BATCH])
+                written += len(rows)
+        return written
 
     def read(self, target: str, metric: str, start: pd.Timestamp | None = None,
              end: pd.Timestamp | None = None) -> pd.DataFrame:
@@ -95,4 +114,4 @@ class MetricStore:
 
 
 def _ms(ts: pd.Timestamp) -> int:
-    return int(pd.Timestamp(ts).as_unit("ms").value)
+    return int(pd.Timestamp(ts).value // 1_000_000)  # .value is nanoseconds whatever the unit

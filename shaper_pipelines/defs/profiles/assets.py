@@ -6,7 +6,7 @@ import time
 
 import dagster as dg
 
-from shaper_pipelines.resources.profile_store import ProfileStoreResource
+from shaper_pipelines.resources.database import DatabaseResource
 
 
 class PredefinedProfilesConfig(dg.Config):
@@ -21,7 +21,7 @@ class PredefinedProfilesConfig(dg.Config):
     owners=["team:platform"],
 )
 def predefined_load_profiles(
-    context: dg.AssetExecutionContext, config: PredefinedProfilesConfig, profile_store: ProfileStoreResource
+    context: dg.AssetExecutionContext, config: PredefinedProfilesConfig, database: DatabaseResource
 ) -> dg.MaterializeResult:
     """The predefined synthetic load profiles in ``profiles_data/profiles``, validated, stored as
     versions in the profile store, and rendered from today (UTC) into stored series.
@@ -35,7 +35,7 @@ def predefined_load_profiles(
 
     folder = config.profiles_dir or str(profiles_dir())
     today = float(int(time.time()) // 86400 * 86400)
-    with profile_store.open() as store:
+    with database.profile_store() as store:
         report = load_into_store([folder], store, created_by=f"dagster run {context.run.run_id[:8]}",
                                  render_start=today, render_step=config.render_step_seconds)
     context.log.info(f"{len(report.profiles)} profiles from {len(report.files)} files; "

@@ -1,0 +1,26 @@
+"""The shaper database (profile store and metric history) as a Dagster resource."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from shaper_pipelines.store.metric_store import MetricStore
+from shaper_pipelines.store.profile_store import ProfileStore
+
+
+class DatabaseResource(dg.ConfigurableResource):
+    """Empty ``url`` means the embedded default (SQLite under .shaper/) or SHAPER_DATABASE_URL when
+    set, the same rule the command line follows."""
+
+    url: str = ""
+
+    def _url(self) -> str:
+        from shaper_pipelines.settings import database_url, normalise_url
+
+        return normalise_url(self.url) if self.url else database_url()
+
+    def profile_store(self) -> ProfileStore:
+        return ProfileStore(self._url())
+
+    def metric_store(self) -> MetricStore:
+        return MetricStore(self._url())
