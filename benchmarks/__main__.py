@@ -1,6 +1,7 @@
 """Run every benchmark: ``python -m benchmarks`` (or one: ``python -m benchmarks.render``)."""
 
-from benchmarks import render, store_write
+from benchmarks import derive, render, store_write
 
 render.main()
 store_write.main()
+derive.main()

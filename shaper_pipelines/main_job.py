@@ -30,9 +30,10 @@ def stages(today) -> list[Stage]:
     last = (pd.Timestamp(today).floor("D") - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
     first = (pd.Timestamp(today).floor("D") - pd.Timedelta(days=HISTORY_DAYS)).strftime("%Y-%m-%d")
     return [
-        Stage("predefined load profiles", "shaper_main_job", {}),
+        Stage("predefined load profiles", "predefined_profiles_job", {}),
         Stage(f"history {first} .. {last} (a {HISTORY_DAYS}-day backfill in one run)", "history_job",
               {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}),
+        Stage("business calendar and derived profiles", "derived_profiles_job", {}),
     ]
 
 

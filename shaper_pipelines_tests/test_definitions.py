@@ -21,7 +21,7 @@ def test_definitions_load_from_the_defs_folder():
     from shaper_pipelines.definitions import defs
 
     d = defs()
-    assert d.resolve_job_def("shaper_main_job") is not None
+    assert d.resolve_job_def("predefined_profiles_job") is not None
     keys = {k.to_user_string() for k in d.resolve_asset_graph().get_all_asset_keys()}
     assert "predefined_load_profiles" in keys
 
@@ -60,7 +60,7 @@ def test_shaper_run_on_embedded_defaults(shaper_home):
     instance_dir = shaper_home / "dagster_home"
     with dg.DagsterInstance.from_config(str(instance_dir)) as instance:
         runs = instance.get_runs()
-        assert sorted(r.job_name for r in runs) == ["history_job", "shaper_main_job"]
+        assert sorted(r.job_name for r in runs) == ["derived_profiles_job", "history_job", "predefined_profiles_job"]
         assert all(r.is_success for r in runs)
         assert instance.get_latest_materialization_event(dg.AssetKey("predefined_load_profiles")) is not None
         history = dg.AssetKey(["historical_metrics", "checkout-api", "cpu"])
@@ -75,7 +75,7 @@ def test_shaper_run_on_postgresql_keeps_runs_and_profiles_there(postgres, shaper
     assert not (shaper_home / "profiles.db").exists()
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar() == 2
+        assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar() == 3
         assert conn.execute(sa.text("SELECT count(DISTINCT target) FROM metric_samples")).scalar() == 2
         assert conn.execute(sa.text("SELECT count(DISTINCT profile_id) FROM profile_versions")).scalar() == 6
     engine.dispose()

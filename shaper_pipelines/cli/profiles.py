@@ -85,10 +85,11 @@ def _list(args) -> int:
                            "priority": s.profile.priority, "triggers": s.profile.trigger_kinds,
                            "created_at": s.created_at.isoformat(), "created_by": s.created_by} for s in rows], indent=2))
         return 0
-    print(f"{'PROFILE':<34} {'VER':>3} {'RESOURCE':<10} {'SOURCE':<14} {'PRIO':>4} {'PATTERN':<11} TRIGGERS")
+    width = max([len(s.profile_id) for s in rows] + [7])
+    print(f"{'PROFILE':<{width}} {'VER':>3} {'RESOURCE':<10} {'SOURCE':<14} {'PRIO':>4} {'PATTERN':<11} TRIGGERS")
     for s in rows:
         p = s.profile
-        print(f"{p.profile_id:<34} {s.version:>3} {p.resource_type.value:<10} {p.source.value:<14} {p.priority:>4} "
+        print(f"{p.profile_id:<{width}} {s.version:>3} {p.resource_type.value:<10} {p.source.value:<14} {p.priority:>4} "
               f"{p.load_pattern.kind:<11} {','.join(p.trigger_kinds) or '-'}")
     print(f"({len(rows)} profile(s))", file=sys.stderr)
     return 0

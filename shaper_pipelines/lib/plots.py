@@ -44,3 +44,28 @@ def profile_plot_png(series: Sequence[tuple[str, np.ndarray, np.ndarray, str]], 
 def png_markdown(png: bytes, alt: str = "plot") -> str:
     """Markdown that shows ``png`` inline, as Dagster's UI renders metadata markdown."""
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def overlay_plot_png(panels: Sequence[tuple[str, Sequence[tuple[str, np.ndarray, np.ndarray]]]], *,
+                     title: str = "") -> bytes:
+    """One panel per ``(label, [(line label, epoch_seconds, values), ...])``: lines to compare,
+    such as a derived profile over the history it came from."""
+    plt = _pyplot()
+    import pandas as pd
+
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.2 * len(panels) + 0.6), squeeze=False)
+    for ax, (label, lines) in zip(axes[:, 0], panels):
+        for name, ts, values in lines:
+            stride = max(1, len(ts) // 4000)
+            ax.plot(pd.to_datetime(ts[::stride], unit="s", utc=True), values[::stride], lw=1.0, label=name)
+        ax.set_title(label, fontsize=9, loc="left")
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()

@@ -83,8 +83,8 @@ def _markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-shaper_main_job = dg.define_asset_job(
-    "shaper_main_job",
-    selection=dg.AssetSelection.groups("profiles"),
-    description="The main job: everything the README's first command runs (grows with each stage).",
+predefined_profiles_job = dg.define_asset_job(
+    "predefined_profiles_job",
+    selection=dg.AssetSelection.assets(predefined_load_profiles),
+    description="Load, validate, render and store the predefined profiles of profiles_data/profiles.",
 )
