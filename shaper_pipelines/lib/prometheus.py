@@ -52,7 +52,11 @@ def fetch_range(settings: PrometheusSettings, query: str, start: pd.Timestamp, e
     from prometheus_api_client import PrometheusConnect
     from prometheus_api_client.exceptions import PrometheusApiClientException
 
-    client = PrometheusConnect(url=settings.url, disable_ssl=True, timeout=settings.timeout_seconds)
+    from urllib3.util.retry import Retry
+
+    # The client's own session would retry with its own backoff; retries are decided here.
+    client = PrometheusConnect(url=settings.url, disable_ssl=True, timeout=settings.timeout_seconds,
+                               retry=Retry(total=0, raise_on_status=False))
     parts: list[pd.Series] = []
     chunks = day_chunks(start, end, step)
     for i, (first, last) in enumerate(chunks):
