@@ -77,5 +77,7 @@ def test_shaper_run_on_postgresql_keeps_runs_and_profiles_there(postgres, shaper
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar() == 3
         assert conn.execute(sa.text("SELECT count(DISTINCT target) FROM metric_samples")).scalar() == 2
-        assert conn.execute(sa.text("SELECT count(DISTINCT profile_id) FROM profile_versions")).scalar() == 6
+        by_source = dict(conn.execute(sa.text(
+            "SELECT source, count(DISTINCT profile_id) FROM profile_versions GROUP BY source")).all())
+        assert by_source["predefined"] == 6 and by_source["historical"] == 5
     engine.dispose()
