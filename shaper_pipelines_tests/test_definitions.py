@@ -79,5 +79,5 @@ def test_shaper_run_on_postgresql_keeps_runs_and_profiles_there(postgres, shaper
         assert conn.execute(sa.text("SELECT count(DISTINCT target) FROM metric_samples")).scalar() == 2
         by_source = dict(conn.execute(sa.text(
             "SELECT source, count(DISTINCT profile_id) FROM profile_versions GROUP BY source")).all())
-        assert by_source["predefined"] == 6 and by_source["historical"] == 5
+        assert by_source["predefined"] == 5 and by_source["ab_test"] == 2 and by_source["historical"] == 5
     engine.dispose()
