@@ -32,6 +32,10 @@ def profile_plot_png(series: Sequence[tuple[str, np.ndarray, np.ndarray, str]], 
         ax.set_ylabel(unit, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
+    return _png(plt, fig, title)
+
+
+def _png(plt, fig, title: str) -> bytes:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -62,10 +66,4 @@ def overlay_plot_png(panels: Sequence[tuple[str, Sequence[tuple[str, np.ndarray,
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper right")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(plt, fig, title)

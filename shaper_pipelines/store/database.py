@@ -86,3 +86,27 @@ def _make_engine(url: str) -> sa.Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+class Database:
+    """A store over the shaper database at ``url`` (a SQLAlchemy URL), migrated on open; usable
+    as a context manager that disposes of its connections."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = open_database(url)
+
+    @classmethod
+    def from_env(cls):
+        from shaper_pipelines.settings import database_url
+
+        return cls(database_url())
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

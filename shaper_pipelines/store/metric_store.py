@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from shaper_pipelines.store.database import open_database
+from shaper_pipelines.store.database import Database
 from shaper_pipelines.store.schema import metric_samples
 
 BATCH = 10_000
@@ -50,26 +50,7 @@ class SeriesInfo:
     last: pd.Timestamp
 
 
-class MetricStore:
-    def __init__(self, url: str):
-        self.url = url
-        self.engine = open_database(url)
-
-    @classmethod
-    def from_env(cls) -> "MetricStore":
-        from shaper_pipelines.settings import database_url
-
-        return cls(database_url())
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
+class MetricStore(Database):
     def replace_window(self, target: str, metric: str, start: pd.Timestamp, end: pd.Timestamp,
                        series: pd.Series, *, filled=None, origin: str) -> int:
         """Make ``[start, end)`` of (target, metric) hold exactly ``series``; returns rows written."""

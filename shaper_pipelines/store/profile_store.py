@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from shaper_pipelines.lib.profile import Profile, ProfileError, parse_profile
-from shaper_pipelines.store.database import open_database
+from shaper_pipelines.store.database import Database
 from shaper_pipelines.store.schema import profile_series, profile_versions
 
 SERIES_BATCH = 10_000
@@ -62,27 +62,8 @@ def default_actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-class ProfileStore:
+class ProfileStore(Database):
     """Profiles and series in the database at ``url`` (a SQLAlchemy URL); migrates on open."""
-
-    def __init__(self, url: str):
-        self.url = url
-        self.engine = open_database(url)
-
-    @classmethod
-    def from_env(cls) -> "ProfileStore":
-        from shaper_pipelines.settings import database_url
-
-        return cls(database_url())
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     # -- profiles -----------------------------------------------------------------------------
 
