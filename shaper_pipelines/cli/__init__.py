@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 
+from shaper_pipelines.cli import agent as agent_cli
 from shaper_pipelines.cli import history as history_cli
 from shaper_pipelines.cli import profiles as profiles_cli
 
@@ -28,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
 
     profiles_cli.add_parser(sub)
     history_cli.add_parser(sub)
+    agent_cli.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,234 @@
+"""Real load, one resource each: CPU, memory and disk. Each generator takes a target every second
+(``set_target``), reports what it achieved (``achieved``) and gives everything back on ``stop``.
+
+The work happens in child processes (CPU, memory) so that load is real operating-system load,
+measured from /proc as any monitoring agent would see it, and so that stopping is a kill that
+leaves nothing allocated behind.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import threading
+import time
+from pathlib import Path
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+_PERIOD = 0.05  # seconds per busy/idle cycle of a CPU worker: short enough to average smoothly
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when the agent dies, even by SIGKILL: load must never
+    outlive the process that is accountable for it."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _cpu_worker(duty, ready) -> None:
+    _die_with_parent()
+    ready.set()
+    while True:
+        d = duty.value
+        start = time.perf_counter()
+        if d > 0:
+            while time.perf_counter() - start < d * _PERIOD:
+                pass
+        rest = _PERIOD - (time.perf_counter() - start)
+        if rest > 0:
+            time.sleep(rest)
+
+
+class CpuGenerator:
+    """Keeps ``share`` of ``cores`` busy, closing the loop on measured CPU time: each second the
+    duty cycle is corrected by the gap between target and achieved, so scheduler noise and other
+    load on the machine are compensated rather than ignored."""
+
+    def __init__(self, cores: float):
+        self.cores = cores
+        self.workers_n = max(1, int(-(-cores // 1)))
+        ctx = mp.get_context("spawn")
+        self.duties = [ctx.Value("d", 0.0, lock=False) for _ in range(self.workers_n)]
+        ready = [ctx.Event() for _ in range(self.workers_n)]
+        self.workers = [ctx.Process(target=_cpu_worker, args=(d, r), daemon=True) for d, r in zip(self.duties, ready)]
+        for w in self.workers:
+            w.start()
+        for r in ready:
+            r.wait(timeout=30)
+        self.target_cores = 0.0
+        # Feed-forward (target / workers) plus a correction integrated from the measured error:
+        # a step in the target moves the duty at once; the correction absorbs overheads.
+        self._correction = 0.0
+        self._duty = 0.0
+        # Measured from here: the interpreters' start-up is not generated load.
+        self._last = (time.monotonic(), self._cpu_total())
+        self.last_achieved = 0.0
+
+    @property
+    def pids(self) -> list[int]:
+        return [w.pid for w in self.workers]
+
+    def _cpu_total(self) -> float:
+        total = 0.0
+        for w in self.workers:
+            try:
+                total += _cpu_seconds(w.pid)
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+        return total
+
+    def set_target(self, share: float) -> None:
+        self.target_cores = max(0.0, min(1.0, share)) * self.cores
+        self._apply()
+
+    def tick(self) -> float:
+        """Measure the last interval and correct the duty cycle; returns achieved share."""
+        now, cpu = time.monotonic(), self._cpu_total()
+        elapsed = now - self._last[0]
+        achieved = (cpu - self._last[1]) / elapsed if elapsed > 0 else 0.0
+        self._last = (now, cpu)
+        self.last_achieved = achieved / self.cores
+        if self.target_cores > 0:
+            self._correction += 0.5 * (self.target_cores - achieved) / self.workers_n
+            self._correction = max(-0.5, min(0.5, self._correction))
+        self._apply()
+        return self.last_achieved
+
+    def _apply(self) -> None:
+        feed = self.target_cores / self.workers_n
+        self._duty = 0.0 if feed <= 0 else max(0.0, min(1.0, feed + self._correction))
+        for d in self.duties:
+            d.value = self._duty
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.kill()
+        for w in self.workers:
+            w.join(timeout=2)
+
+
+def _memory_worker(conn) -> None:
+    _die_with_parent()
+    chunks: list[bytearray] = []
+    chunk = 16 * 1024 * 1024
+    while True:
+        target_mib = conn.recv()
+        if target_mib is None:
+            return
+        want = int(target_mib * 1024 * 1024 // chunk)
+        while len(chunks) < want:
+            block = bytearray(chunk)
+            # Touch every page so the kernel really backs it: resident, not just reserved.
+            block[::4096] = b"\x01" * len(range(0, chunk, 4096))
+            chunks.append(block)
+        del chunks[want:]
+        conn.send(True)
+
+
+class MemoryGenerator:
+    """Holds ``target`` MiB resident in a child process; freeing is the child's, so nothing leaks."""
+
+    def __init__(self, max_mib: float):
+        self.max_mib = max_mib
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_memory_worker, args=(child,), daemon=True)
+        self.proc.start()
+        self.set_target(0.0)  # answers once the child is up: what it holds now is not load
+        self.baseline = _rss_mib(self.proc.pid)
+        self.last_achieved = 0.0
+
+    @property
+    def pids(self) -> list[int]:
+        return [self.proc.pid]
+
+    def set_target(self, mib: float) -> None:
+        self._conn.send(max(0.0, min(mib, self.max_mib)))
+        self._conn.recv()
+
+    def tick(self) -> float:
+        self.last_achieved = max(0.0, _rss_mib(self.proc.pid) - self.baseline)
+        return self.last_achieved
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.join(timeout=2)
+
+
+class DiskGenerator:
+    """Writes and fsyncs ``target`` MiB per second inside its own directory under the quota, in a
+    ring of files so the quota is never exceeded; the directory is removed on stop."""
+
+    BLOCK = 1024 * 1024
+
+    def __init__(self, directory: Path, quota_mib: float):
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.quota_blocks = max(1, int(quota_mib))
+        self.target = 0.0
+        self.written = 0
+        self._stop = threading.Event()
+        self._counted = (time.monotonic(), 0)
+        self.last_achieved = 0.0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    pids: list[int] = []  # a thread of the agent, not a process
+
+    def set_target(self, mib_per_s: float) -> None:
+        self.target = max(0.0, mib_per_s)
+
+    def _run(self) -> None:
+        block = os.urandom(self.BLOCK)
+        path = self.directory / "load.bin"
+        with open(path, "wb") as f:
+            position = 0
+            started = time.monotonic()
+            budget = 0.0
+            while not self._stop.is_set():
+                now = time.monotonic()
+                budget += self.target * (now - started)
+                started = now
+                if budget >= 1:
+                    if position >= self.quota_blocks:
+                        f.seek(0)
+                        position = 0
+                    f.write(block)
+                    f.flush()
+                    os.fsync(f.fileno())
+                    position += 1
+                    self.written += 1
+                    budget -= 1
+                else:
+                    time.sleep(0.01)
+                budget = min(budget, max(2.0, self.target))  # no catching up after a stall
+
+    def tick(self) -> float:
+        now = time.monotonic()
+        elapsed = now - self._counted[0]
+        self.last_achieved = (self.written - self._counted[1]) / elapsed if elapsed > 0 else 0.0
+        self._counted = (now, self.written)
+        return self.last_achieved
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for f in self.directory.glob("*"):
+            f.unlink(missing_ok=True)
+        self.directory.rmdir()

@@ -1,0 +1,42 @@
+"""``shaper agent``: start a load agent on this host."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("agent", help="run a load agent (HTTP control API, token-protected)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9460)
+    p.add_argument("--token", default=None, help="bearer token (default: SHAPER_AGENT_TOKEN); required")
+    p.add_argument("--allow", action="append", default=None,
+                   help="host a run may target (repeat; default localhost and 127.0.0.1)")
+    p.add_argument("--max-cores", type=float, default=1.0, help="hard cap on CPU cores (default 1)")
+    p.add_argument("--max-memory-mib", type=float, default=512.0)
+    p.add_argument("--max-disk-mib-per-s", type=float, default=50.0)
+    p.add_argument("--max-disk-quota-mib", type=float, default=256.0)
+    p.add_argument("--max-duration", default="1h", help="longest run accepted (default 1h)")
+    p.add_argument("--dead-man", default="60s", help="stop all load after this long without the controller")
+    p.add_argument("--work-dir", type=Path, default=None, help="where disk load writes (default: a temp dir)")
+    p.set_defaults(func=_agent)
+
+
+def _agent(args) -> int:
+    from shaper_pipelines.agent.server import Agent, Limits, serve
+    from shaper_pipelines.lib.durations import parse_duration
+
+    for name in ("max_cores", "max_memory_mib", "max_disk_mib_per_s", "max_disk_quota_mib"):
+        if not getattr(args, name) > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive")
+    limits = Limits(max_cores=min(args.max_cores, os.cpu_count() or 1), max_memory_mib=args.max_memory_mib,
+                    max_disk_mib_per_s=args.max_disk_mib_per_s, max_disk_quota_mib=args.max_disk_quota_mib,
+                    max_duration_s=parse_duration(args.max_duration), dead_man_s=parse_duration(args.dead_man))
+    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="shaper-agent-"))
+    agent = Agent(args.token or os.environ.get("SHAPER_AGENT_TOKEN", ""),
+                  args.allow or ["localhost", "127.0.0.1"], limits, work_dir)
+    serve(agent, args.host, args.port)
+    return 0
