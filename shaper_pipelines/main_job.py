@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 
 HISTORY_DAYS = 14
+GENTLE = "gentle-cpu-rehearsal"
 # The run's own event log is in the UI; the terminal gets warnings and the summary.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -22,6 +23,7 @@ class Stage:
     title: str
     job: str
     tags: dict
+    config: dict | None = None
 
 
 def stages(today) -> list[Stage]:
@@ -34,6 +36,8 @@ def stages(today) -> list[Stage]:
         Stage(f"history {first} .. {last} (a {HISTORY_DAYS}-day backfill in one run)", "history_job",
               {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}),
         Stage("business calendar and derived profiles", "derived_profiles_job", {}),
+        Stage(f"a gentle local simulation of {GENTLE} on the local agent", "load_simulation_job", {},
+              {"ops": {"select_profiles": {"config": {"profile_ids": [GENTLE], "intensity": 1.0}}}}),
     ]
 
 
@@ -55,13 +59,53 @@ def run_main_job() -> bool:
             print(f"==> {stage.title}", file=sys.stderr)
             job = definitions.resolve_job_def(stage.job)
             result = job.execute_in_process(instance=instance, tags=stage.tags, raise_on_error=False,
-                                            run_config=QUIET)
+                                            run_config={**QUIET, **(stage.config or {})})
             print(_summary(stage, result))
             if not result.success:
                 ok = False
                 break
+            if stage.job == "load_simulation_job":
+                ok = _collect_simulations(definitions, instance)
+                if not ok:
+                    break
         print(f"DAGSTER_HOME={instance.root_directory}; `shaper ui` opens the UI on it")
     print(f"shaper main job: {'SUCCESS' if ok else 'FAILURE'}")
+    return ok
+
+
+def _collect_simulations(definitions, instance, timeout: float = 120.0) -> bool:
+    """Wait for the dispatched rehearsals to end, then do what the agent sensor does on its next
+    tick (here, without a running daemon): materialise simulation_results for each."""
+    import time
+
+    import dagster as dg
+
+    sensor = definitions.resolve_sensor_def("agent_sensor")
+    job = definitions.resolve_implicit_global_asset_job_def()
+    deadline = time.monotonic() + timeout
+    print("==> collecting simulation results (the agent sensor's work)", file=sys.stderr)
+    while True:
+        context = dg.build_sensor_context(instance=instance, definitions=definitions,
+                                          resources=definitions.resources)
+        result = sensor(context)
+        if isinstance(result, dg.SensorResult) and result.run_requests:
+            break
+        if time.monotonic() > deadline:
+            print(f"  simulations did not end within {timeout:.0f}s: {result.skip_message}")
+            return False
+        time.sleep(1.0)
+    instance.add_dynamic_partitions("simulation_runs", [r.partition_key for r in result.run_requests])
+    ok = True
+    for request in result.run_requests:
+        run = job.execute_in_process(instance=instance, partition_key=request.partition_key, raise_on_error=False,
+                                     asset_selection=[dg.AssetKey("simulation_results")], run_config=QUIET,
+                                     tags={"dagster/run_key": request.run_key})
+        mat = run.get_asset_materialization_events()
+        meta = mat[0].event_specific_data.materialization.metadata if mat else {}
+        print(f"simulation {request.partition_key}: {meta.get('status').value if meta else 'FAILED'}"
+              + (f", mean |target - achieved| {meta['mean_abs_error'].value:.3f} over {meta['seconds'].value}s"
+                 if "mean_abs_error" in meta else ""))
+        ok = ok and run.success
     return ok
 
 

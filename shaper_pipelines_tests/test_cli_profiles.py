@@ -58,13 +58,13 @@ def test_validate_refuses_hostile_expressions_quickly(name, tmp_path, shaper_hom
 def test_import_list_show_render_export_round_trip(tmp_path, shaper_home, predefined_dir):
     result = shaper("profiles", "import", predefined_dir)
     assert result.returncode == 0, result.stderr
-    assert "stored 6 new version(s) of 6 profile(s)" in result.stdout
+    assert "stored 7 new version(s) of 7 profile(s)" in result.stdout
     again = shaper("profiles", "import", predefined_dir)
     assert "stored 0 new version(s)" in again.stdout
 
     listed = yaml.safe_load(shaper("profiles", "list", "--json", "--resource-type", "cpu").stdout)
     assert {row["profile_id"] for row in listed} == {"end-of-month-batch", "weekday-business-hours-cpu",
-                                                     "feature-release-ramp"}
+                                                     "feature-release-ramp", "gentle-cpu-rehearsal"}
     events = yaml.safe_load(shaper("profiles", "list", "--json", "--trigger-kind", "event").stdout)
     assert "holiday-sales-peak" in {row["profile_id"] for row in events}
 
@@ -84,7 +84,7 @@ def test_import_list_show_render_export_round_trip(tmp_path, shaper_home, predef
     assert shaper("profiles", "export", "-o", exported).returncode == 0
     other_home = {"SHAPER_HOME": str(tmp_path / "other")}
     reimported = shaper("profiles", "import", exported, env=other_home)
-    assert "stored 6 new version(s)" in reimported.stdout
+    assert "stored 7 new version(s)" in reimported.stdout
     # The same content hashes: export then import is lossless.
     first = {r["profile_id"]: r["content_hash"] for r in yaml.safe_load(shaper("profiles", "list", "--json").stdout)}
     second = {r["profile_id"]: r["content_hash"]

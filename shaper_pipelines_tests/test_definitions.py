@@ -40,13 +40,13 @@ def test_predefined_profiles_asset_stores_versions_and_plots(store_url, tmp_path
     result = dg.materialize([predefined_load_profiles], resources=resources)
     assert result.success
     meta = result.asset_materializations_for_node("predefined_load_profiles")[0].metadata
-    assert meta["profiles"].value == 6 and meta["versions_created"].value == 6
+    assert meta["profiles"].value == 7 and meta["versions_created"].value == 7
     assert meta["series_rows"].value > 0
     assert meta["plot"].value.startswith("![rendered profiles](data:image/png;base64,")
     again = dg.materialize([predefined_load_profiles], resources=resources)
     assert again.asset_materializations_for_node("predefined_load_profiles")[0].metadata["versions_created"].value == 0
     with ProfileStore(store_url) as store:
-        assert len(store.list()) == 6
+        assert len(store.list()) == 7
         assert len(store.read_series("nightly-backup")) == 90
 
 
@@ -60,11 +60,16 @@ def test_shaper_run_on_embedded_defaults(shaper_home):
     instance_dir = shaper_home / "dagster_home"
     with dg.DagsterInstance.from_config(str(instance_dir)) as instance:
         runs = instance.get_runs()
-        assert sorted(r.job_name for r in runs) == ["derived_profiles_job", "history_job", "predefined_profiles_job"]
+        assert sorted(r.job_name for r in runs) == ["__ASSET_JOB", "derived_profiles_job", "history_job",
+                                                    "load_simulation_job", "predefined_profiles_job"]
         assert all(r.is_success for r in runs)
         assert instance.get_latest_materialization_event(dg.AssetKey("predefined_load_profiles")) is not None
         history = dg.AssetKey(["historical_metrics", "checkout-api", "cpu"])
         assert len(instance.get_materialized_partitions(history)) == 14
+        simulations = instance.get_dynamic_partitions("simulation_runs")
+        assert len(simulations) == 1
+        result = instance.get_latest_materialization_event(dg.AssetKey("simulation_results"))
+        assert result.asset_materialization.metadata["status"].value == "finished"
 
 
 def test_shaper_run_on_postgresql_keeps_runs_and_profiles_there(postgres, shaper_home, monkeypatch):
@@ -75,9 +80,10 @@ def test_shaper_run_on_postgresql_keeps_runs_and_profiles_there(postgres, shaper
     assert not (shaper_home / "profiles.db").exists()
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar() == 3
+        assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar() == 5
+        assert conn.execute(sa.text("SELECT status FROM simulation_runs")).scalar() == "finished"
         assert conn.execute(sa.text("SELECT count(DISTINCT target) FROM metric_samples")).scalar() == 2
         by_source = dict(conn.execute(sa.text(
             "SELECT source, count(DISTINCT profile_id) FROM profile_versions GROUP BY source")).all())
-        assert by_source["predefined"] == 5 and by_source["ab_test"] == 2 and by_source["historical"] == 5
+        assert by_source["predefined"] == 6 and by_source["ab_test"] == 2 and by_source["historical"] == 5
     engine.dispose()

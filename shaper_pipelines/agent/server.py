@@ -38,6 +38,7 @@ class Limits:
     max_disk_quota_mib: float = 256.0
     max_duration_s: float = 3600.0
     dead_man_s: float = 60.0
+    idle_exit_s: float | None = None  # exit after this long with no run and no request
 
 
 class Refused(Exception):
@@ -107,8 +108,14 @@ class Agent:
 
     def _dead_man(self) -> None:
         while not self._closing.wait(0.5):
-            if time.monotonic() - self.last_heard > self.limits.dead_man_s and self.active():
+            quiet = time.monotonic() - self.last_heard
+            if quiet > self.limits.dead_man_s and self.active():
                 self.stop_all(f"dead-man: no word from the controller for {self.limits.dead_man_s:g}s")
+            if self.limits.idle_exit_s and quiet > self.limits.idle_exit_s and not self.active():
+                self.on_idle()
+
+    def on_idle(self) -> None:
+        """Replaced by ``serve`` with a shutdown of the server."""
 
     # -- runs -------------------------------------------------------------------------------------
 
@@ -306,6 +313,7 @@ def serve(agent: Agent, host: str, port: int) -> None:
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
+    agent.on_idle = lambda: shutdown(None, None)
     print(f"shaper agent listening on http://{host}:{server.server_address[1]}", flush=True)
     try:
         server.serve_forever(poll_interval=0.2)

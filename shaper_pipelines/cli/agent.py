@@ -21,6 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-disk-quota-mib", type=float, default=256.0)
     p.add_argument("--max-duration", default="1h", help="longest run accepted (default 1h)")
     p.add_argument("--dead-man", default="60s", help="stop all load after this long without the controller")
+    p.add_argument("--exit-when-idle", default=None,
+                   help="exit after this long with no run and no request (for agents started on demand)")
     p.add_argument("--work-dir", type=Path, default=None, help="where disk load writes (default: a temp dir)")
     p.set_defaults(func=_agent)
 
@@ -34,7 +36,8 @@ def _agent(args) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be positive")
     limits = Limits(max_cores=min(args.max_cores, os.cpu_count() or 1), max_memory_mib=args.max_memory_mib,
                     max_disk_mib_per_s=args.max_disk_mib_per_s, max_disk_quota_mib=args.max_disk_quota_mib,
-                    max_duration_s=parse_duration(args.max_duration), dead_man_s=parse_duration(args.dead_man))
+                    max_duration_s=parse_duration(args.max_duration), dead_man_s=parse_duration(args.dead_man),
+                    idle_exit_s=parse_duration(args.exit_when_idle) if args.exit_when_idle else None)
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="shaper-agent-"))
     agent = Agent(args.token or os.environ.get("SHAPER_AGENT_TOKEN", ""),
                   args.allow or ["localhost", "127.0.0.1"], limits, work_dir)

@@ -6,6 +6,7 @@ import os
 import dagster as dg
 
 from shaper_pipelines.resources.database import DatabaseResource
+from shaper_pipelines.resources.fleet import AgentFleetResource
 from shaper_pipelines.resources.metrics_source import MetricsSourceResource
 
 
@@ -16,5 +17,9 @@ def resources() -> dg.Definitions:
             "database": DatabaseResource(),
             # Read when the code location loads, so a UI restart picks up a changed variable.
             "metrics_source": MetricsSourceResource(prometheus_url=os.environ.get("SHAPER_PROMETHEUS_URL", "")),
+            "fleet": AgentFleetResource(
+                agents=[a.strip() for a in os.environ.get("SHAPER_AGENTS", "").split(",") if a.strip()],
+                token=os.environ.get("SHAPER_AGENT_TOKEN", ""),
+            ),
         }
     )

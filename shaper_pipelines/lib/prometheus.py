@@ -98,3 +98,16 @@ def _to_series(result: list[dict]) -> pd.Series:
     if len(frames) == 1:
         return frames[0]
     return pd.concat(frames, axis=1).sum(axis=1, min_count=1)
+
+
+def instant_value(settings: PrometheusSettings, query: str) -> float | None:
+    """The value of a scalar-ish instant query (the first series), or None when it has none."""
+    from prometheus_api_client import PrometheusConnect
+    from urllib3.util.retry import Retry
+
+    client = PrometheusConnect(url=settings.url, disable_ssl=True, timeout=settings.timeout_seconds,
+                               retry=Retry(total=settings.retries, backoff_factor=settings.backoff_seconds))
+    result = client.custom_query(query)
+    if not result:
+        return None
+    return float(result[0]["value"][1])

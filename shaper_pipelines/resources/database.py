@@ -6,6 +6,7 @@ import dagster as dg
 
 from shaper_pipelines.store.metric_store import MetricStore
 from shaper_pipelines.store.profile_store import ProfileStore
+from shaper_pipelines.store.simulation_store import SimulationStore
 
 
 class DatabaseResource(dg.ConfigurableResource):
@@ -24,3 +25,6 @@ class DatabaseResource(dg.ConfigurableResource):
 
     def metric_store(self) -> MetricStore:
         return MetricStore(self._url())
+
+    def simulation_store(self) -> SimulationStore:
+        return SimulationStore(self._url())

@@ -45,6 +45,12 @@ def validate_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[Profil
     return files, profiles
 
 
+def _step(duration: float, step: float) -> float:
+    """``step``, unless that leaves a short profile with under ten points (an 8-second rehearsal
+    at a 60-second step would have none)."""
+    return step if duration >= 10 * step else max(1.0, duration / 100)
+
+
 def load_into_store(
     paths: Iterable[str | Path],
     store: ProfileStore,
@@ -58,7 +64,8 @@ def load_into_store(
     files, profiles = validate_paths(paths)
     rendered = {}
     if render_start is not None:
-        rendered = {p.profile_id: render(p, start=render_start, step=render_step) for p in profiles}
+        rendered = {p.profile_id: render(p, start=render_start, step=_step(p.duration, render_step))
+                    for p in profiles}
     results = store.put_many(profiles, created_by=created_by)
     report = LoadReport(files=files, profiles=profiles, results=results, rendered=rendered)
     for result in results:

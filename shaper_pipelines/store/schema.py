@@ -46,3 +46,28 @@ metric_samples = sa.Table(
     sa.Column("filled", sa.Boolean, nullable=False, doc="interpolated, not observed"),
     sa.Column("origin", sa.String(32), nullable=False, doc="prometheus, import or demo"),
 )
+
+simulation_runs = sa.Table(
+    "simulation_runs",
+    metadata,
+    sa.Column("run_key", sa.String(64), primary_key=True, doc="the agent's run id"),
+    sa.Column("profile_id", sa.String(100), nullable=False),
+    sa.Column("profile_version", sa.Integer, nullable=False),
+    sa.Column("agent_url", sa.String(300), nullable=False),
+    sa.Column("resource", sa.String(20), nullable=False),
+    sa.Column("intensity", sa.Float, nullable=False),
+    sa.Column("dispatched_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("dispatched_by", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False, doc="dispatched, finished, stopped or failed"),
+    sa.Column("reason", sa.Text, nullable=False),
+)
+
+simulation_samples = sa.Table(
+    "simulation_samples",
+    metadata,
+    sa.Column("run_key", sa.String(64), sa.ForeignKey("simulation_runs.run_key", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("t", sa.Integer, primary_key=True, doc="seconds since the run started"),
+    sa.Column("target", sa.Float, nullable=False),
+    sa.Column("achieved", sa.Float, nullable=False),
+)

@@ -1,0 +1,42 @@
+"""The agent sensor: notices finished rehearsals and materialises their results."""
+
+import json
+
+import dagster as dg
+
+from shaper_pipelines.defs.simulation.assets import simulation_results, simulation_runs
+from shaper_pipelines.resources.database import DatabaseResource
+from shaper_pipelines.resources.fleet import AgentFleetResource
+
+_REMEMBER = 500  # run keys kept in the cursor
+
+
+@dg.sensor(asset_selection=[simulation_results], minimum_interval_seconds=30,
+           default_status=dg.DefaultSensorStatus.RUNNING)
+def agent_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource, fleet: AgentFleetResource):
+    """Polls the agents for every dispatched run; one run request (run_key = the agent's run id)
+    per run that has ended or whose agent stopped answering."""
+    from shaper_pipelines.agent.client import AgentError, AgentUnreachable
+
+    seen = json.loads(context.cursor) if context.cursor else []
+    with database.simulation_store() as sims:
+        pending = [r for r in sims.runs(status="dispatched") if r["run_key"] not in seen]
+    if not pending:
+        return dg.SkipReason("no dispatched simulation is waiting to be collected")
+    ended, still_running = [], 0
+    for run in pending:
+        try:
+            status = fleet.client_for(run["agent_url"]).get(run["run_key"])["status"]
+        except (AgentUnreachable, AgentError):
+            status = "unreachable"
+        if status == "running":
+            still_running += 1
+        else:
+            ended.append(run["run_key"])
+    if not ended:
+        return dg.SkipReason(f"{still_running} simulation(s) still running")
+    context.update_cursor(json.dumps((seen + ended)[-_REMEMBER:]))
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=key, partition_key=key) for key in ended],
+        dynamic_partitions_requests=[simulation_runs.build_add_request(ended)],
+    )

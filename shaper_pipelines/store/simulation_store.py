@@ -1,0 +1,66 @@
+"""Simulations: what was dispatched to which agent, and the load it achieved second by second."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import pandas as pd
+import sqlalchemy as sa
+
+from shaper_pipelines.store.database import Database
+from shaper_pipelines.store.schema import simulation_runs, simulation_samples
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    run_key: str
+    profile_id: str
+    profile_version: int
+    agent_url: str
+    resource: str
+    intensity: float
+
+
+class SimulationStore(Database):
+    def record_dispatches(self, dispatches: list[Dispatch], dispatched_by: str) -> None:
+        now = datetime.now(timezone.utc)
+        with self.engine.begin() as conn:
+            for d in dispatches:
+                conn.execute(simulation_runs.insert().values(
+                    run_key=d.run_key, profile_id=d.profile_id, profile_version=d.profile_version,
+                    agent_url=d.agent_url, resource=d.resource, intensity=d.intensity, dispatched_at=now,
+                    dispatched_by=dispatched_by[:200], status="dispatched", reason=""))
+
+    def runs(self, status: str | None = None) -> list[dict]:
+        query = sa.select(simulation_runs).order_by(simulation_runs.c.dispatched_at, simulation_runs.c.run_key)
+        if status:
+            query = query.where(simulation_runs.c.status == status)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def run(self, run_key: str) -> dict:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(simulation_runs).where(simulation_runs.c.run_key == run_key)).mappings().first()
+        if row is None:
+            raise LookupError(f"no simulation run {run_key!r} was dispatched")
+        return dict(row)
+
+    def record_result(self, run_key: str, status: str, reason: str, samples: list[dict]) -> int:
+        """The outcome of one run and its samples, replacing any earlier record, in one transaction."""
+        s = simulation_samples
+        with self.engine.begin() as conn:
+            conn.execute(simulation_runs.update().where(simulation_runs.c.run_key == run_key)
+                         .values(status=status, reason=reason[:2000]))
+            conn.execute(s.delete().where(s.c.run_key == run_key))
+            if samples:
+                conn.execute(s.insert(), [{"run_key": run_key, "t": int(x["t"]), "target": float(x["target"]),
+                                           "achieved": float(x["achieved"])} for x in samples])
+        return len(samples)
+
+    def samples(self, run_key: str) -> pd.DataFrame:
+        s = simulation_samples
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(s.c.t, s.c.target, s.c.achieved).where(s.c.run_key == run_key)
+                                .order_by(s.c.t)).all()
+        return pd.DataFrame(rows, columns=["t", "target", "achieved"])
