@@ -232,3 +232,69 @@ class DiskGenerator:
         for f in self.directory.glob("*"):
             f.unlink(missing_ok=True)
         self.directory.rmdir()
+
+
+class NetworkGenerator:
+    """HTTP requests at a target arrival rate against one URL, through Locust in its own process
+    group (``processes`` > 1 forks Locust workers under a local master)."""
+
+    def __init__(self, url: str, work_dir: Path, processes: int = 1):
+        import subprocess
+        import sys
+        from urllib.parse import urlparse
+
+        parsed = urlparse(url)
+        self.work_dir = work_dir
+        work_dir.mkdir(parents=True, exist_ok=True)
+        self.control = work_dir / "target_rps"
+        self.control.write_text("0")
+        env = {**os.environ, "SHAPER_LOCUST_CONTROL": str(self.control), "SHAPER_LOCUST_COUNTS": str(work_dir),
+               "SHAPER_LOCUST_USERS": str(processes), "SHAPER_LOCUST_PATH": parsed.path or "/"}
+        cmd = [sys.executable, "-m", "locust", "-f", str(Path(__file__).with_name("locustfile.py")), "--headless",
+               "--host", f"{parsed.scheme}://{parsed.netloc}", "--loglevel", "WARNING", "--only-summary"]
+        if processes > 1:
+            cmd += ["--processes", str(processes)]
+        log = open(work_dir / "locust.log", "ab")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
+        self.last_achieved = 0.0
+        self._counted = (time.monotonic(), 0)
+
+    @property
+    def pids(self) -> list[int]:
+        return [self.proc.pid]
+
+    def set_target(self, rps: float) -> None:
+        tmp = self.control.with_suffix(".tmp")
+        tmp.write_text(repr(max(0.0, rps)))
+        tmp.replace(self.control)  # atomic: a worker never reads half a number
+
+    def tick(self) -> float:
+        """Requests per second completed since the last tick, summed over Locust's workers."""
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"Locust exited with {self.proc.returncode}; see {self.work_dir / 'locust.log'}")
+        total = 0
+        for f in self.work_dir.glob("counts-*.txt"):
+            try:
+                total += int(f.read_text() or 0)
+            except (OSError, ValueError):
+                pass
+        now = time.monotonic()
+        elapsed = now - self._counted[0]
+        self.last_achieved = (total - self._counted[1]) / elapsed if elapsed > 0 else 0.0
+        self._counted = (now, total)
+        return self.last_achieved
+
+    def stop(self) -> None:
+        import shutil
+        import signal
+
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=1.5)
+        except (ProcessLookupError, OSError):
+            pass
+        except Exception:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=2)
+        shutil.rmtree(self.work_dir, ignore_errors=True)

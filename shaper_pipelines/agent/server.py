@@ -36,6 +36,8 @@ class Limits:
     max_memory_mib: float = 512.0
     max_disk_mib_per_s: float = 50.0
     max_disk_quota_mib: float = 256.0
+    max_rps: float = 2000.0
+    locust_processes: int = 1
     max_duration_s: float = 3600.0
     dead_man_s: float = 60.0
     idle_exit_s: float | None = None  # exit after this long with no run and no request
@@ -100,7 +102,7 @@ class Agent:
         if seconds > self.limits.max_duration_s:
             raise Refused(422, f"duration {seconds:g}s is above the cap of {self.limits.max_duration_s:g}s")
         caps = {"cpu": (1.0, "share of the allowed cores"), "memory": (self.limits.max_memory_mib, "MiB"),
-                "disk_io": (self.limits.max_disk_mib_per_s, "MiB/s")}
+                "disk_io": (self.limits.max_disk_mib_per_s, "MiB/s"), "network_io": (self.limits.max_rps, "req/s")}
         cap, unit = caps[resource]
         if peak > cap + 1e-9:
             raise Refused(422, f"peak {resource} of {peak:.4g} {unit} is above the cap of {cap:g} {unit}; "
@@ -135,8 +137,8 @@ class Agent:
         except ProfileError as exc:
             raise Refused(422, str(exc)) from None
         resource = profile.resource_type.value
-        if resource == "network_io":
-            raise Refused(422, "network_io load runs through Locust, which this agent does not drive yet")
+        if resource == "network_io" and not urlparse(target).scheme.startswith("http"):
+            raise Refused(422, "network_io load needs target_resource to be an http(s) URL on the allow-list")
         values = rendered.values
         self._peak_within_caps(resource, float(values.max(initial=0.0)) * intensity, len(values))
         with self.lock:
@@ -196,6 +198,8 @@ class Agent:
             return generators.CpuGenerator(self.limits.max_cores)
         if run.resource == "memory":
             return generators.MemoryGenerator(self.limits.max_memory_mib)
+        if run.resource == "network_io":
+            return generators.NetworkGenerator(run.target, self.work_dir / run.id, self.limits.locust_processes)
         return generators.DiskGenerator(self.work_dir / run.id, self.limits.max_disk_quota_mib)
 
     def _drive(self, run: Run) -> None:

@@ -19,6 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-memory-mib", type=float, default=512.0)
     p.add_argument("--max-disk-mib-per-s", type=float, default=50.0)
     p.add_argument("--max-disk-quota-mib", type=float, default=256.0)
+    p.add_argument("--max-rps", type=float, default=2000.0, help="hard cap on HTTP requests per second")
+    p.add_argument("--locust-processes", type=int, default=1,
+                   help="Locust worker processes for HTTP load (more than 1: a local master and workers)")
     p.add_argument("--max-duration", default="1h", help="longest run accepted (default 1h)")
     p.add_argument("--dead-man", default="60s", help="stop all load after this long without the controller")
     p.add_argument("--exit-when-idle", default=None,
@@ -31,11 +34,12 @@ def _agent(args) -> int:
     from shaper_pipelines.agent.server import Agent, Limits, serve
     from shaper_pipelines.lib.durations import parse_duration
 
-    for name in ("max_cores", "max_memory_mib", "max_disk_mib_per_s", "max_disk_quota_mib"):
+    for name in ("max_cores", "max_memory_mib", "max_disk_mib_per_s", "max_disk_quota_mib", "max_rps"):
         if not getattr(args, name) > 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive")
     limits = Limits(max_cores=min(args.max_cores, os.cpu_count() or 1), max_memory_mib=args.max_memory_mib,
                     max_disk_mib_per_s=args.max_disk_mib_per_s, max_disk_quota_mib=args.max_disk_quota_mib,
+                    max_rps=args.max_rps, locust_processes=max(1, args.locust_processes),
                     max_duration_s=parse_duration(args.max_duration), dead_man_s=parse_duration(args.dead_man),
                     idle_exit_s=parse_duration(args.exit_when_idle) if args.exit_when_idle else None)
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="shaper-agent-"))

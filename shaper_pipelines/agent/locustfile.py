@@ -1,0 +1,87 @@
+"""HTTP load for the agent, run by Locust in its own process (gevent must not patch the agent).
+
+Arrivals follow a target **rate**, an open model: every second each user starts its share of the
+target's requests, spread evenly over the second, without waiting for earlier ones to answer. A
+slow server therefore sees the load the profile asks for, not a politely reduced one, which is
+what a user-count shape would give.
+
+The agent writes the target rate to ``SHAPER_LOCUST_CONTROL`` every second; each worker process
+keeps its cumulative count of completed requests in its own file in ``SHAPER_LOCUST_COUNTS``, so
+the agent can measure exactly its own seconds, whatever the workers' phase.
+"""
+
+import os
+import time
+from pathlib import Path
+
+import gevent
+from locust import LoadTestShape, constant, events, task
+from locust.contrib.fasthttp import FastHttpUser
+
+CONTROL = Path(os.environ.get("SHAPER_LOCUST_CONTROL", "/nonexistent"))
+COUNTS = Path(os.environ.get("SHAPER_LOCUST_COUNTS", "/tmp"))
+USERS = int(os.environ.get("SHAPER_LOCUST_USERS", "1"))
+PATH = os.environ.get("SHAPER_LOCUST_PATH", "/")
+
+SLICE = 0.2  # seconds: how often a user re-reads the target and starts its next arrivals
+_completed = [0]
+
+
+def _target_rate() -> float:
+    try:
+        return max(0.0, float(CONTROL.read_text() or 0))
+    except (OSError, ValueError):
+        return 0.0
+
+
+@events.request.add_listener
+def _count_request(**_kwargs):
+    _completed[0] += 1
+
+
+def _publish_counts():
+    path = COUNTS / f"counts-{os.getpid()}.txt"
+    while True:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(str(_completed[0]))
+        tmp.replace(path)
+        gevent.sleep(0.05)
+
+
+@events.init.add_listener
+def _start_publishing(environment, **_kwargs):
+    from locust.runners import MasterRunner
+
+    if not isinstance(environment.runner, MasterRunner):  # the master sends no requests itself
+        gevent.spawn(_publish_counts)
+
+
+class ArrivalUser(FastHttpUser):
+    wait_time = constant(0)
+    concurrency = 200
+
+    def on_start(self):
+        self._carry = 0.0
+
+    @task
+    def arrive(self):
+        started = time.time()
+        due = _target_rate() * SLICE / USERS + self._carry
+        n = int(due)
+        self._carry = due - n
+        for i in range(n):
+            gevent.spawn_later(SLICE * i / n, self._one)
+        gevent.sleep(max(0.0, SLICE - (time.time() - started)))
+
+    def _one(self):
+        with self.client.get(PATH, name="shaper", catch_response=True) as response:
+            if response.status_code >= 500:
+                response.failure(f"status {response.status_code}")
+
+
+class FixedUsers(LoadTestShape):
+    """One user per worker for as long as the agent keeps Locust running: the rate, not the
+    user count, carries the profile."""
+
+    def tick(self):
+        return (USERS, USERS)

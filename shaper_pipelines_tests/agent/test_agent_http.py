@@ -1,0 +1,61 @@
+"""HTTP load through real Locust (a master and two workers) against a real server on loopback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from shaper_pipelines_tests.agent.test_agent_safety import AgentProcess, wait_for
+from shaper_pipelines_tests.services.postgres import free_port
+
+
+@pytest.fixture
+def target():
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "shaper_pipelines_tests.services.http_target", str(port)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "serving"
+    yield f"http://127.0.0.1:{port}"
+    proc.kill()
+    proc.wait()
+
+
+def served(url: str) -> int:
+    with urllib.request.urlopen(f"{url}/count", timeout=5) as r:
+        return int(r.read())
+
+
+def test_arrival_rate_follows_a_ramp_on_locust_master_and_workers(tmp_path, target):
+    agent = AgentProcess(tmp_path, "--locust-processes", "2", "--max-rps", "1000")
+    try:
+        status, body = agent.call("POST", "/runs", {"target_resource": f"{target}/", "profile": {
+            "profile_id": "ramp", "resource_type": "network_io", "duration": "12s",
+            "load_pattern": {"kind": "ramp", "start": 0, "end": 240}}})
+        assert status == 201, body
+        time.sleep(4)
+        # Master plus two forked workers, all in the agent's process tree.
+        locust = agent.call("GET", f"/runs/{body['id']}")[1]["pids"][0]
+        workers = subprocess.run(["pgrep", "-P", str(locust)], capture_output=True, text=True).stdout.split()
+        assert len(workers) == 2
+        wait_for(lambda: agent.call("GET", f"/runs/{body['id']}")[1]["status"] == "finished", 15)
+        samples = agent.call("GET", f"/runs/{body['id']}")[1]["samples"]
+        target_rps = np.array([s["target"] for s in samples[3:]])
+        achieved = np.array([s["achieved"] for s in samples[3:]])  # Locust takes a second or two to start
+        assert np.mean(np.abs(achieved - target_rps) / target_rps) < 0.1, samples
+        total = sum(s["achieved"] for s in samples)
+        assert abs(served(target) - total) <= 0.05 * total + 20  # the server saw what the agent reports
+        status, body = agent.call("POST", "/runs", {"target_resource": f"{target}/", "profile": {
+            "profile_id": "too-much", "resource_type": "network_io", "duration": "5s",
+            "load_pattern": {"kind": "constant", "level": 5000}}})
+        assert status == 422 and "req/s" in body["error"]
+        status, body = agent.call("POST", "/runs", {"profile": {
+            "profile_id": "no-url", "resource_type": "network_io", "duration": "5s",
+            "load_pattern": {"kind": "constant", "level": 5}}})
+        assert status == 422 and "URL" in body["error"]
+    finally:
+        agent.stop()
