@@ -1,7 +1,8 @@
 """Run every benchmark: ``python -m benchmarks`` (or one: ``python -m benchmarks.render``)."""
 
-from benchmarks import derive, render, store_write
+from benchmarks import derive, fidelity, render, store_write
 
 render.main()
 store_write.main()
 derive.main()
+fidelity.main()

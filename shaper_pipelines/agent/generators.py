@@ -123,6 +123,14 @@ class CpuGenerator:
             w.join(timeout=2)
 
 
+def _touched(size: int) -> bytearray:
+    """A block with every page written, so the kernel really backs it: resident, not reserved.
+    (A helper, so no local name keeps a freed block alive after a step down.)"""
+    block = bytearray(size)
+    block[::4096] = b"\x01" * len(range(0, size, 4096))
+    return block
+
+
 def _memory_worker(conn) -> None:
     _die_with_parent()
     chunks: list[bytearray] = []
@@ -133,10 +141,7 @@ def _memory_worker(conn) -> None:
             return
         want = int(target_mib * 1024 * 1024 // chunk)
         while len(chunks) < want:
-            block = bytearray(chunk)
-            # Touch every page so the kernel really backs it: resident, not just reserved.
-            block[::4096] = b"\x01" * len(range(0, chunk, 4096))
-            chunks.append(block)
+            chunks.append(_touched(chunk))
         del chunks[want:]
         conn.send(True)
 

@@ -8,6 +8,7 @@ import os
 import sys
 
 from shaper_pipelines.cli import agent as agent_cli
+from shaper_pipelines.cli import events as events_cli
 from shaper_pipelines.cli import history as history_cli
 from shaper_pipelines.cli import profiles as profiles_cli
 
@@ -30,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     profiles_cli.add_parser(sub)
     history_cli.add_parser(sub)
     agent_cli.add_parser(sub)
+    events_cli.add_parser(sub)
     return parser
 
 

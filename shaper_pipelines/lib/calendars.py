@@ -9,15 +9,19 @@ business expects; holidays come from the ``holidays`` package.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import re
+from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+import holidays as holidays_lib
+import numpy as np
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from shaper_pipelines.lib.durations import parse_duration
+from shaper_pipelines.lib.durations import Duration
 from shaper_pipelines.lib.timegrid import check_timezone
 
 EVENT_KINDS = ("holiday", "sale", "month_end", "quarter_end", "release", "campaign", "custom")
@@ -26,18 +30,29 @@ RULES = ("last_business_day_of_month", "last_business_day_of_quarter", "first_bu
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 MAX_EVENT_SECONDS = 31 * 86400
 COLUMNS = ["name", "kind", "start", "end", "timezone", "expected_uplift", "source"]
+_TIME = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?")
 
 
 class CalendarError(ValueError):
-    pass
+    """A calendar that cannot be used; the message names the file, the event and the field."""
+
+
+class _FieldError(ValueError):
+    """A check across fields that still belongs to one field, so the message can name it."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
 class CalendarEvent:
+    """One occurrence: ``[start, end)`` in UTC, plus the zone it was written in."""
+
     name: str
     kind: str
-    start: pd.Timestamp  # UTC
-    end: pd.Timestamp  # UTC, exclusive
+    start: pd.Timestamp
+    end: pd.Timestamp
     timezone: str
     expected_uplift: float | None
     source: str
@@ -46,112 +61,171 @@ class CalendarEvent:
 class EventSpec(BaseModel):
     """One event as written: dated (``start`` and ``end`` or ``duration``) or recurring (``rule``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.:'-]{0,127}$")
-    kind: Literal["holiday", "sale", "month_end", "quarter_end", "release", "campaign", "custom"]
+    name: str = Field(min_length=1, max_length=128)
+    kind: str
     timezone: str = "UTC"
     start: dt.datetime | None = None
     end: dt.datetime | None = None
-    duration: float | None = None
-    rule: Literal["last_business_day_of_month", "last_business_day_of_quarter", "first_business_day_of_month",
-                  "weekly", "daily", "monthly"] | None = None
-    time: str = "00:00"
+    duration: Duration | None = None
+    rule: str | None = None
+    time: str | None = None
     weekday: str | None = None
     day: int | None = Field(default=None, ge=1, le=31)
     country: str | None = None
+    subdiv: str | None = None
     expected_uplift: float | None = Field(default=None, gt=0, le=100, allow_inf_nan=False)
     source: str = ""
 
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        if value not in EVENT_KINDS:
+            raise ValueError(f"kind {value!r} is not one of {', '.join(EVENT_KINDS)}")
+        return value
+
+    @field_validator("rule")
+    @classmethod
+    def _rule(cls, value: str | None) -> str | None:
+        if value is not None and value not in RULES:
+            raise ValueError(f"rule {value!r} is not one of {', '.join(RULES)}")
+        return value
+
     @field_validator("timezone")
     @classmethod
-    def _tz(cls, value):
+    def _tz(cls, value: str) -> str:
         return check_timezone(value)
 
-    @field_validator("duration", mode="before")
+    @field_validator("start", "end", mode="before")
     @classmethod
-    def _duration(cls, value):
-        if value is None:
-            return None
-        seconds = parse_duration(value)
-        if not 0 < seconds <= MAX_EVENT_SECONDS:
-            raise ValueError("duration must be above 0 and at most 31 days")
-        return seconds
+    def _date_is_midnight(cls, value: Any) -> Any:
+        # YAML reads a bare 2026-11-27 as a date; it means that day's local midnight.
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            return dt.datetime.combine(value, dt.time())
+        return value
 
-    @field_validator("time")
+    @field_validator("duration")
     @classmethod
-    def _time(cls, value):
-        try:
-            dt.time.fromisoformat(str(value))
-        except ValueError:
-            raise ValueError(f"time {value!r} is not HH:MM") from None
-        return str(value)
+    def _duration(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value <= MAX_EVENT_SECONDS:
+            raise ValueError("duration must be above 0 and at most 31 days")
+        return value
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _time(cls, value: Any) -> Any:
+        if isinstance(value, int):
+            # YAML 1.1 reads an unquoted 18:00 as the base-60 number 1080.
+            raise ValueError(f'time must be quoted text such as "18:00" (YAML read {value!r})')
+        if value is not None and not _TIME.fullmatch(str(value).strip()):
+            raise ValueError(f"time {value!r} is not HH:MM (or HH:MM:SS) between 00:00 and 23:59")
+        return value
 
     @field_validator("weekday")
     @classmethod
-    def _weekday(cls, value):
+    def _weekday(cls, value: str | None) -> str | None:
         if value is not None and value.lower() not in WEEKDAYS:
             raise ValueError(f"weekday {value!r} is not one of {', '.join(WEEKDAYS)}")
         return None if value is None else value.lower()
 
     @model_validator(mode="after")
-    def _shape(self):
+    def _shape(self) -> "EventSpec":
+        if self.country is not None or self.subdiv is not None:
+            if not (self.rule or "").endswith(("_of_month", "_of_quarter")):
+                raise _FieldError("country", "country only applies to business-day rules")
+            try:
+                _check_region(self.country or "", self.subdiv)
+            except CalendarError as exc:
+                raise _FieldError("subdiv" if self.country in _supported() else "country", str(exc)) from None
         if self.rule is None:
+            for field in ("time", "weekday", "day"):
+                if getattr(self, field) is not None:
+                    raise _FieldError(field, f"{field} only applies to an event with a rule")
             if self.start is None:
-                raise ValueError("a dated event needs start (or a recurring one needs rule)")
+                raise _FieldError("start", "a dated event needs start (a recurring one needs rule)")
             if (self.end is None) == (self.duration is None):
-                raise ValueError("a dated event needs exactly one of end and duration")
-            if self.end is not None and self.end <= self.start:
-                raise ValueError("end is not after start")
-            if self.end is not None and (self.end - self.start).total_seconds() > MAX_EVENT_SECONDS:
-                raise ValueError("an event lasts at most 31 days")
-        else:
-            if self.start is not None or self.end is not None:
-                raise ValueError("a recurring event has a rule and no start or end")
-            if self.duration is None:
-                raise ValueError("a recurring event needs duration")
-            if self.rule == "weekly" and self.weekday is None:
-                raise ValueError("rule weekly needs weekday")
-            if self.rule == "monthly" and self.day is None:
-                raise ValueError("rule monthly needs day")
+                raise _FieldError("end", "a dated event needs exactly one of end and duration")
+            if self.end is not None:
+                length = (_in_zone(self.end, self.timezone) - _in_zone(self.start, self.timezone)).total_seconds()
+                if length <= 0:
+                    raise _FieldError("end", "end is not after start")
+                if length > MAX_EVENT_SECONDS:
+                    raise _FieldError("end", "an event lasts at most 31 days")
+            return self
+        if self.start is not None or self.end is not None:
+            raise _FieldError("start" if self.start is not None else "end",
+                              "a recurring event has a rule and no start or end")
+        if self.duration is None:
+            raise _FieldError("duration", f"rule {self.rule} needs duration")
+        if (self.rule == "weekly") != (self.weekday is not None):
+            raise _FieldError("weekday", "rule weekly needs weekday, and only rule weekly takes one")
+        if (self.rule == "monthly") != (self.day is not None):
+            raise _FieldError("day", "rule monthly needs day, and only rule monthly takes one")
         return self
+
+
+class _CalendarFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    timezone: str = "UTC"
+    events: list[Any]
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        return check_timezone(value)
+
+
+def _describe(exc: ValidationError) -> str:
+    """``field X: message`` for every problem, with the field a cross-field check blamed."""
+    parts = []
+    for err in exc.errors():
+        cause = err.get("ctx", {}).get("error")
+        field = cause.field if isinstance(cause, _FieldError) else ".".join(str(p) for p in err["loc"])
+        parts.append(f"field {field or 'event'}: {err['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
 
 
 def load_calendar_file(path: str | Path) -> list[EventSpec]:
     """Every event in a calendar YAML file, validated; one bad event fails the whole file."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = _CalendarFile.model_validate(raw if isinstance(raw, dict) else {"events": None})
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise CalendarError(f"file {path}: cannot read: {exc}") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("events"), list):
-        raise CalendarError(f"file {path}: expected a mapping with an events: list")
-    default_tz = raw.get("timezone", "UTC")
-    specs = []
-    for i, entry in enumerate(raw["events"]):
+    except ValidationError as exc:
+        raise CalendarError(f"file {path}: {_describe(exc)} (expected timezone: and an events: list)") from None
+    specs: list[EventSpec] = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(document.events):
         name = entry.get("name") if isinstance(entry, dict) else None
+        where = f"file {path}, event {i} ({name!r})"
+        if not isinstance(entry, dict):
+            raise CalendarError(f"{where}: an event is a mapping of fields, not {entry!r}")
         try:
-            if not isinstance(entry, dict):
-                raise CalendarError("an event is a mapping of fields")
-            specs.append(EventSpec.model_validate({"timezone": default_tz, **entry, "source": str(path)}))
+            spec = EventSpec.model_validate({"timezone": document.timezone, **entry, "source": str(path)})
         except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"]) or "event"
-            raise CalendarError(f"file {path}, event {i} ({name!r}), field {field}: "
-                                f"{err['msg'].removeprefix('Value error, ')}") from None
-        except CalendarError as exc:
-            raise CalendarError(f"file {path}, event {i}: {exc}") from None
+            raise CalendarError(f"{where}, {_describe(exc)}") from None
+        if spec.name in seen:
+            raise CalendarError(f"{where}, field name: event {seen[spec.name]} has the same name")
+        seen[spec.name] = i
+        specs.append(spec)
     return specs
 
 
 def load_calendar_dir(folder: str | Path) -> list[EventSpec]:
+    """Events of every ``*.yaml``/``*.yml`` file in ``folder``, in file-name order; names must be unique."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CalendarError(f"calendar folder {folder} does not exist")
     specs: list[EventSpec] = []
-    seen: dict[str, str] = {}
-    for path in sorted(p for p in Path(folder).glob("*.y*ml") if p.is_file()):
-        for spec in load_calendar_file(path):
-            if spec.name in seen:
-                raise CalendarError(f"file {path}: event {spec.name!r} is also defined in {seen[spec.name]}")
-            seen[spec.name] = str(path)
+    for path in sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()):
+        for i, spec in enumerate(load_calendar_file(path)):
+            clash = next((s.source for s in specs if s.name == spec.name), None)
+            if clash:
+                raise CalendarError(f"file {path}, event {i} ({spec.name!r}), field name: also defined in {clash}")
             specs.append(spec)
     return specs
 
@@ -161,100 +235,135 @@ def _utc(value: Any) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def _localize(day: dt.date, time: str, tz: str) -> pd.Timestamp:
-    local = pd.Timestamp(dt.datetime.combine(day, dt.time.fromisoformat(time)))
-    return local.tz_localize(tz, ambiguous=False, nonexistent="shift_forward").tz_convert("UTC")
+def _in_zone(value: dt.datetime, tz: str) -> pd.Timestamp:
+    """UTC instant of ``value``: naive values are wall-clock time in ``tz``."""
+    return _localize(pd.DatetimeIndex([value]), tz)[0] if value.tzinfo is None else _utc(value)
 
 
-def _holiday_dates(country: str | None, subdiv: str | None, years: range) -> set[dt.date]:
-    if not country:
-        return set()
-    import holidays
-
-    try:
-        return set(holidays.country_holidays(country, subdiv=subdiv, years=list(years)).keys())
-    except (NotImplementedError, KeyError, ValueError) as exc:
-        raise CalendarError(f"no public holidays known for {country}{'-' + subdiv if subdiv else ''}: {exc}") from None
+def _localize(local: pd.DatetimeIndex, tz: str) -> pd.DatetimeIndex:
+    # A wall-clock time skipped by DST moves forward to the first valid instant; one that
+    # happens twice takes the first occurrence, when the clock reaches it first.
+    return local.tz_localize(tz, ambiguous=np.ones(len(local), dtype=bool),
+                             nonexistent="shift_forward").tz_convert("UTC")
 
 
-def is_business_day(date: dt.date, holidays: set[dt.date]) -> bool:
-    return date.weekday() < 5 and date not in holidays
+@lru_cache(maxsize=1)
+def _supported() -> dict[str, list[str]]:
+    return holidays_lib.list_supported_countries()
 
 
-def _rule_days(spec: EventSpec, first: dt.date, last: dt.date, holidays: set[dt.date]) -> list[dt.date]:
-    days = pd.date_range(first, last, freq="D").date
+def _check_region(country: str, subdiv: str | None) -> None:
+    if country not in _supported():
+        raise CalendarError(f"no public holidays known for country {country!r}; "
+                            "use an ISO 3166 code such as 'US' or 'DE'")
+    if subdiv is not None and subdiv not in _supported()[country]:
+        raise CalendarError(f"country {country} has no subdivision {subdiv!r}; "
+                            f"known: {', '.join(_supported()[country])}")
+
+
+@lru_cache(maxsize=64)
+def _holidays(country: str, subdiv: str | None, first_year: int, last_year: int) -> dict[dt.date, str]:
+    """Holiday names by date; several holidays on one day share one name joined by ``; ``."""
+    _check_region(country, subdiv)
+    return dict(holidays_lib.country_holidays(country, subdiv=subdiv, years=range(first_year, last_year + 1)))
+
+
+def is_business_day(date: Any, country: str | None = None, subdiv: str | None = None) -> bool:
+    """Monday to Friday and, when ``country`` is given, not one of its public holidays."""
+    day = pd.Timestamp(date).date()
+    return day.weekday() < 5 and not (country and day in _holidays(country, subdiv, day.year, day.year))
+
+
+def _rule_mask(spec: EventSpec, days: pd.DatetimeIndex) -> np.ndarray:
+    """Which of ``days`` (whole months of local dates) an occurrence of the rule starts on."""
     if spec.rule == "daily":
-        return list(days)
+        return np.ones(len(days), dtype=bool)
     if spec.rule == "weekly":
-        return [d for d in days if d.weekday() == WEEKDAYS.index(spec.weekday)]
-    if spec.rule == "monthly":
-        return [d for d in days if d.day == spec.day]
-    business = [d for d in days if is_business_day(d, holidays)]
-    by_month: dict[tuple[int, int], list[dt.date]] = {}
-    for d in business:
-        by_month.setdefault((d.year, d.month), []).append(d)
-    if spec.rule == "first_business_day_of_month":
-        return [v[0] for v in by_month.values()]
-    lasts = [v[-1] for v in by_month.values()]
+        return np.asarray(days.weekday == WEEKDAYS.index(spec.weekday))
+    if spec.rule == "monthly":  # like cron: a month without that day has no occurrence
+        return np.asarray(days.day == spec.day)
+    business = np.asarray(days.weekday < 5)
+    if spec.country:
+        dates = np.array(list(_holidays(spec.country, spec.subdiv, days[0].year, days[-1].year)),
+                         dtype="datetime64[D]")
+        business &= ~np.isin(days.to_numpy().astype("datetime64[D]"), dates)
+    index = np.flatnonzero(business)
+    if len(index) == 0:
+        return business
+    month = np.asarray(days.year * 12 + days.month)[index]
+    new_month = month[1:] != month[:-1]
+    keep = np.r_[True, new_month] if spec.rule == "first_business_day_of_month" else np.r_[new_month, True]
+    picked = index[keep]
     if spec.rule == "last_business_day_of_quarter":
-        return [d for d in lasts if d.month in (3, 6, 9, 12)]
-    return lasts
+        picked = picked[np.asarray(days.month)[picked] % 3 == 0]
+    mask = np.zeros(len(days), dtype=bool)
+    mask[picked] = True
+    return mask
+
+
+def _occurrences(spec: EventSpec, start: pd.Timestamp, end: pd.Timestamp) -> tuple[pd.DatetimeIndex, pd.DatetimeIndex]:
+    """UTC starts and ends of the spec's occurrences near ``[start, end)`` (a superset)."""
+    if spec.rule is None:
+        first = _in_zone(spec.start, spec.timezone)
+        last = first + pd.Timedelta(seconds=spec.duration) if spec.end is None else _in_zone(spec.end, spec.timezone)
+        return pd.DatetimeIndex([first]), pd.DatetimeIndex([last])
+    length = pd.Timedelta(seconds=spec.duration)
+    # Whole local months: a month-end rule must see every day of its month, and an occurrence
+    # that began up to one duration before ``start`` still overlaps the window.
+    lo = (start - length - pd.Timedelta(days=1)).tz_convert(spec.timezone).tz_localize(None)
+    hi = (end + pd.Timedelta(days=1)).tz_convert(spec.timezone).tz_localize(None)
+    days = pd.date_range(lo.to_period("M").start_time, hi.to_period("M").end_time.normalize(), freq="D")
+    hours, minutes, seconds = _TIME.fullmatch((spec.time or "00:00").strip()).groups()
+    offset = pd.Timedelta(hours=int(hours), minutes=int(minutes), seconds=int(seconds or 0))
+    starts = _localize(days[_rule_mask(spec, days)] + offset, spec.timezone)
+    return starts, starts + length
 
 
 def expand(specs: list[EventSpec], start: Any, end: Any) -> list[CalendarEvent]:
-    """Occurrences of every spec overlapping ``[start, end)``."""
+    """Occurrences of every spec that overlap ``[start, end)``, sorted by start then name.
+    Durations are elapsed time, so a 6h batch stays 6h across a DST change."""
     start, end = _utc(start), _utc(end)
     out = []
     for spec in specs:
-        if spec.rule is None:
-            s = _utc(pd.Timestamp(spec.start).tz_localize(spec.timezone) if spec.start.tzinfo is None else spec.start)
-            e = s + pd.Timedelta(seconds=spec.duration) if spec.duration else _utc(
-                pd.Timestamp(spec.end).tz_localize(spec.timezone) if spec.end.tzinfo is None else spec.end)
-            occurrences = [(s, e)]
-        else:
-            # A month of margin on each side: a month-end rule needs the whole month to decide.
-            first = (start - pd.Timedelta(days=32)).tz_convert(spec.timezone).date()
-            last = (end + pd.Timedelta(days=32)).tz_convert(spec.timezone).date()
-            holidays = _holiday_dates(spec.country, None, range(first.year, last.year + 1))
-            occurrences = []
-            for day in _rule_days(spec, first, last, holidays):
-                s = _localize(day, spec.time, spec.timezone)
-                occurrences.append((s, s + pd.Timedelta(seconds=spec.duration)))
-        for s, e in occurrences:
-            if s < end and e > start:
-                out.append(CalendarEvent(spec.name, spec.kind, s, e, spec.timezone, spec.expected_uplift, spec.source))
-    return out
+        starts, ends = _occurrences(spec, start, end)
+        keep = (starts < end) & (ends > start)
+        out += [CalendarEvent(spec.name, spec.kind, s, e, spec.timezone, spec.expected_uplift, spec.source)
+                for s, e in zip(starts[keep], ends[keep])]
+    return sorted(out, key=lambda e: (e.start, e.name))
 
 
 def public_holidays(country: str, subdiv: str | None, start: Any, end: Any, timezone: str = "UTC") -> list[CalendarEvent]:
-    """One all-day (local midnight to midnight) event per public holiday."""
+    """One all-day event (local midnight to midnight in ``timezone``) per holiday date that
+    overlaps ``[start, end)``; holidays sharing a date are one event, so load is not counted twice."""
     start, end = _utc(start), _utc(end)
-    check_timezone(timezone)
-    dates = _holiday_dates(country, subdiv, range(start.year - 1, end.year + 2))
-    import holidays as holidays_lib
-
-    names = holidays_lib.country_holidays(country, subdiv=subdiv, years=range(start.year - 1, end.year + 2))
+    try:
+        check_timezone(timezone)
+    except ValueError as exc:
+        raise CalendarError(str(exc)) from None
+    lo, hi = start.tz_convert(timezone), end.tz_convert(timezone)
+    names = _holidays(country, subdiv, lo.year, hi.year)
+    days = pd.DatetimeIndex(sorted(names))
+    starts, ends = _localize(days, timezone), _localize(days + pd.Timedelta(days=1), timezone)
+    keep = (starts < end) & (ends > start)
     source = f"holidays:{country}" + (f"-{subdiv}" if subdiv else "")
-    out = []
-    for day in sorted(dates):
-        s = _localize(day, "00:00", timezone)
-        e = _localize(day + dt.timedelta(days=1), "00:00", timezone)
-        if s < end and e > start:
-            out.append(CalendarEvent(str(names.get(day)), "holiday", s, e, timezone, None, source))
-    return out
+    return [CalendarEvent(str(names[d.date()]), "holiday", s, e, timezone, None, source)
+            for d, s, e in zip(days[keep], starts[keep], ends[keep])]
 
 
 def business_calendar(*, start: Any, end: Any, country: str | None = None, subdiv: str | None = None,
                       timezone: str = "UTC", folder: str | Path | None = None) -> list[CalendarEvent]:
+    """Public holidays of ``country`` (if given) and the events of ``folder`` (if given) that
+    overlap ``[start, end)``, sorted by start then name."""
     events = public_holidays(country, subdiv, start, end, timezone) if country else []
-    if folder is not None and Path(folder).exists():
+    if folder is not None:
         events += expand(load_calendar_dir(folder), start, end)
     return sorted(events, key=lambda e: (e.start, e.name))
 
 
 def events_frame(events: list[CalendarEvent]) -> pd.DataFrame:
-    frame = pd.DataFrame([e.__dict__ for e in events], columns=COLUMNS)
-    for col in ("start", "end"):
-        frame[col] = pd.to_datetime(frame[col], utc=True)
+    """One row per event with ``COLUMNS``; start and end are tz-aware UTC, uplift is float (NaN = unknown)."""
+    frame = pd.DataFrame([asdict(e) for e in events], columns=COLUMNS)
+    for column in ("start", "end"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
     frame["expected_uplift"] = frame["expected_uplift"].astype("float64")
     return frame

@@ -1,20 +1,28 @@
-"""shaper's expression language for custom load patterns.
+"""Shaper's expression language for custom load patterns.
 
-Users write arithmetic over time, such as ``50 + 30 * sin(2 * pi * t / 86400) + noise(2)``. The
-text comes from YAML files and an HTTP API, so it is hostile until proven otherwise: it is parsed
-by ``ast.parse`` (never ``eval``) and every node of the tree is checked against a whitelist of
-numbers, known names, arithmetic and calls to known functions. The checked tree is then
-interpreted with numpy, one ufunc per node over the whole time axis, so a month of one-second
-points costs a few array passes, not millions of Python calls.
+Users write arithmetic over time, such as ``50 + 30 * sin(2 * pi * t / 86400) + noise(2)``, in YAML
+files and over HTTP, so the text is hostile until proven otherwise. It never reaches ``eval``:
+Python's evaluator reaches every object in the process through attributes, calls and unbounded
+integer arithmetic, and no list of forbidden names closes all of those doors. Instead the text is
+parsed with ``ast.parse`` and rebuilt node by node from a whitelist, so anything not named here is
+refused, including syntax that later Pythons add.
 
-Limits are checked before parsing, because ``ast.parse`` itself can be made to recurse deeply
-or allocate a lot by a long or deeply nested input.
+Each node becomes a closure applying one numpy operation to the whole time axis: a month of
+one-second points costs a few array passes, not millions of Python calls. Arithmetic is float64
+only; constant parts are folded at compile time in float math (``9**9**9`` is an overflow, not a
+billion-digit integer), and a point that is not finite is an error naming the point and the cause.
+
+Length, bracket depth and literal size are checked before ``ast.parse``, because the parser itself
+can be made to recurse or allocate a lot; the node limit then bounds compiling and evaluating.
 """
 
 from __future__ import annotations
 
 import ast
+import math
+import re
 from dataclasses import dataclass, field
+from functools import reduce
 from typing import Callable, Mapping
 
 import numpy as np
@@ -22,19 +30,25 @@ import numpy as np
 MAX_LENGTH = 4000
 MAX_DEPTH = 50
 MAX_NODES = 500
-MAX_LITERAL_DIGITS = 40
-MAX_CONSTANT = 1e12
+MAX_LITERAL_CHARS = 40
 MAX_EXPONENT = 1000.0
 
 VARIABLES = frozenset({"t", "duration", "hour", "weekday", "day_of_month", "minute"})
-CONSTANTS = {"pi": np.pi, "e": np.e}
-
-_UNARY_FUNCS: dict[str, Callable] = {
+CONSTANTS = {"pi": math.pi, "e": math.e}
+_UNARY = {
     "sin": np.sin, "cos": np.cos, "tan": np.tan, "exp": np.exp, "log": np.log, "log10": np.log10,
     "sqrt": np.sqrt, "abs": np.abs, "floor": np.floor, "ceil": np.ceil, "round": np.round,
 }
-# name: (min args, max args)
-_ARITY = {**{name: (1, 1) for name in _UNARY_FUNCS}, "min": (2, 16), "max": (2, 16), "clip": (3, 3),
+_EXP_LIMIT = math.log(np.finfo(np.float64).max)
+# Inputs that make a function's result not finite, so the error can say why.
+_DOMAIN = {
+    "log": (lambda x: x <= 0, "log of a non-positive number"),
+    "log10": (lambda x: x <= 0, "log10 of a non-positive number"),
+    "sqrt": (lambda x: x < 0, "sqrt of a negative number"),
+    "exp": (lambda x: x > _EXP_LIMIT, "overflow in exp"),
+}
+# (fewest, most) arguments; None: any number.
+_ARITY = {**dict.fromkeys(_UNARY, (1, 1)), "min": (2, None), "max": (2, None), "clip": (3, 3),
           "where": (3, 3), "noise": (0, 1)}
 FUNCTIONS = frozenset(_ARITY)
 
@@ -46,280 +60,307 @@ _COMPARE = {
     ast.Lt: np.less, ast.LtE: np.less_equal, ast.Gt: np.greater, ast.GtE: np.greater_equal,
     ast.Eq: np.equal, ast.NotEq: np.not_equal,
 }
-_NODE_NAMES = {
-    ast.Attribute: "attribute access", ast.Subscript: "subscripts", ast.List: "lists", ast.Tuple: "tuples",
-    ast.Dict: "dicts", ast.Set: "sets", ast.Lambda: "lambda", ast.ListComp: "comprehensions",
-    ast.SetComp: "comprehensions", ast.DictComp: "comprehensions", ast.GeneratorExp: "comprehensions",
-    ast.NamedExpr: "assignment (:=)", ast.JoinedStr: "strings", ast.Starred: "starred arguments",
-    ast.Await: "await", ast.Yield: "yield", ast.YieldFrom: "yield",
+# Names for what users most often try; anything else is refused under its ast class name.
+_REFUSED = {
+    ast.Attribute: "attribute access (.name)", ast.Subscript: "indexing (x[...])", ast.List: "a list",
+    ast.Tuple: "a tuple", ast.Dict: "a dict", ast.Set: "a set", ast.Lambda: "lambda",
+    ast.ListComp: "a comprehension", ast.GeneratorExp: "a comprehension", ast.NamedExpr: "assignment (:=)",
+    ast.JoinedStr: "an f-string", ast.BitXor: "^ (use ** for powers)", ast.BitAnd: "&", ast.BitOr: "|",
+    ast.LShift: "<<", ast.RShift: ">>", ast.MatMult: "@", ast.Invert: "~", ast.Is: "'is'", ast.In: "'in'",
 }
+_ALLOWED = (f"variables {', '.join(sorted(VARIABLES))}; constants {', '.join(sorted(CONSTANTS))}; "
+            f"functions {', '.join(sorted(FUNCTIONS))}")
+# A number as the tokenizer reads it, suffixes included, so 0xfff... and 1_000_... count whole.
+_NUMBER = re.compile(r"(?<![\w.])\.?\d[\w.]*")
 
 
 class ExpressionError(ValueError):
-    """An expression that cannot be used, and why, in words a profile author can act on."""
+    """Why an expression cannot be used, in words a profile author can act on."""
 
     def __init__(self, reason: str, expression: str = ""):
         self.reason = reason
         self.expression = expression if len(expression) <= 80 else expression[:77] + "..."
-        super().__init__(f"expression {self.expression!r}: {reason}" if expression else reason)
-
-
-@dataclass(frozen=True)
-class Expression:
-    source: str
-    names: frozenset[str]
-    _tree: ast.expr = field(repr=False, compare=False)
-
-    def evaluate(self, env: Mapping[str, np.ndarray | float], *, seed: int = 0, size: int | None = None) -> np.ndarray:
-        """Values at every point of ``env`` (arrays of equal length, or scalars). Raises
-        ExpressionError naming the first point that is not a finite number, and why."""
-        missing = self.names - set(env)
-        if missing:
-            raise ExpressionError(f"no value given for {', '.join(sorted(missing))}", self.source)
-        arrays = [np.asarray(v, dtype=np.float64) for v in env.values()]
-        if size is None:
-            size = max((a.size for a in arrays if a.ndim > 0), default=1)
-        interpreter = _Interpreter(env, size, seed, self.source)
-        try:
-            with np.errstate(all="ignore"):
-                out = np.broadcast_to(np.asarray(interpreter.eval(self._tree), dtype=np.float64), (size,)).copy()
-        except ExpressionError:
-            raise
-        except (ArithmeticError, ValueError, TypeError, MemoryError) as exc:
-            raise ExpressionError(f"cannot be evaluated: {exc}", self.source) from None
-        bad = ~np.isfinite(out)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise ExpressionError(f"{interpreter.cause_at(i) or 'not a finite number'} {_where(env, i)}", self.source)
-        return out
-
-
-def _where(env, i: int) -> str:
-    t = env.get("t")
-    if t is not None and np.ndim(t) > 0:
-        return f"at t={float(np.asarray(t)[i]):g}s (point {i})"
-    return f"at point {i}"
+        super().__init__(f"expression {self.expression!r}: {reason}")
 
 
 def compile_expression(text: str) -> Expression:
     """Parse and check ``text``; raises ExpressionError for anything outside the language."""
     if not isinstance(text, str):
-        raise ExpressionError(f"must be text, got {type(text).__name__}")
+        raise ExpressionError(f"must be text, not {type(text).__name__}")
     if len(text) > MAX_LENGTH:
-        raise ExpressionError(f"is {len(text):,} characters long; the limit is {MAX_LENGTH:,} characters",
-                              text[:80])
-    if not text.strip():
-        raise ExpressionError("is empty")
+        raise ExpressionError(f"is {len(text):,} characters long; the limit is {MAX_LENGTH:,}", text)
+    body = text.strip()
+    if not body:
+        raise ExpressionError("is empty", text)
+    _prescan(body, text)
+    try:
+        tree = ast.parse(body, mode="eval").body
+    except SyntaxError as exc:
+        raise ExpressionError(f"invalid syntax at {_position(exc, text, body)}: {exc.msg}", text) from None
+    except (RecursionError, MemoryError, ValueError, OverflowError):
+        raise ExpressionError("is too deeply nested or too large to parse", text) from None
+    for count, _ in enumerate(ast.walk(tree), 1):
+        if count > MAX_NODES:
+            raise ExpressionError(f"has more than {MAX_NODES} elements; the limit is {MAX_NODES}", text)
+    compiler = _Compiler(text)
+    fn = compiler.build(tree)
+    return Expression(source=text, names=frozenset(compiler.names), _fn=fn)
+
+
+def _position(exc: SyntaxError, text: str, body: str) -> str:
+    """Where a syntax error is in the text as written (the parser saw it stripped)."""
+    if not exc.offset:  # the parser ran out of input
+        return "the end"
+    lead = text[: text.index(body[0])]
+    if exc.lineno == 1:
+        return f"column {exc.offset + len(lead) - lead.rfind(chr(10)) - 1}"
+    return f"line {exc.lineno + lead.count(chr(10))}, column {exc.offset}"
+
+
+def _prescan(body: str, text: str) -> None:
     depth = deepest = 0
-    for ch in text:
+    for ch in body:
         if ch in "([{":
             depth += 1
             deepest = max(deepest, depth)
         elif ch in ")]}":
             depth -= 1
+        elif ch < " " and ch not in "\t\n\r":
+            raise ExpressionError(f"contains the control character {ch!r}", text)
     if deepest > MAX_DEPTH:
         raise ExpressionError(f"nests brackets {deepest} deep; the limit is {MAX_DEPTH}", text)
-    for run in _digit_runs(text):
-        if run > MAX_LITERAL_DIGITS:
-            raise ExpressionError(f"has a number literal of {run} digits; the limit is {MAX_LITERAL_DIGITS}", text)
-    try:
-        tree = ast.parse(text.strip(), mode="eval").body
-    except SyntaxError as exc:
-        raise ExpressionError(f"is not valid syntax at column {exc.offset}: {exc.msg}", text) from None
-    except (RecursionError, MemoryError, ValueError):
-        raise ExpressionError("is too complex to parse", text) from None
-    names: set[str] = set()
-    count = 0
-    for node in ast.walk(tree):
-        count += 1
-        if count > MAX_NODES:
-            raise ExpressionError(f"has more than {MAX_NODES} elements", text)
-        _check(node, names, text)
-    _check_powers(tree, text)
-    return Expression(source=text, names=frozenset(names), _tree=tree)
+    longest = max(_NUMBER.findall(body), key=len, default="")
+    if len(longest) > MAX_LITERAL_CHARS:
+        raise ExpressionError(f"has a number literal of {len(longest)} characters; "
+                              f"the limit is {MAX_LITERAL_CHARS}", text)
 
 
-def _digit_runs(text: str):
-    run = 0
-    for ch in text:
-        if ch.isdigit():
-            run += 1
-        else:
-            if run:
-                yield run
-            run = 0
-    if run:
-        yield run
+@dataclass(frozen=True)
+class Expression:
+    """A checked expression, ready to be evaluated any number of times."""
+
+    source: str
+    names: frozenset[str]
+    _fn: Callable[[_Run], np.ndarray] = field(repr=False, compare=False)
+
+    def evaluate(self, env: Mapping[str, np.ndarray | float], *, seed: int = 0,
+                 size: int | None = None) -> np.ndarray:
+        """Values at every point of ``env`` (arrays of equal length, or scalars) as float64. Raises
+        ExpressionError naming the first point that is not a finite number, and why."""
+        missing = self.names - set(env)
+        if missing:
+            raise ExpressionError(f"needs a value for {', '.join(sorted(missing))}", self.source)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ExpressionError(f"seed must be an integer, not {seed!r:.40}", self.source)
+        try:
+            with np.errstate(all="ignore"):
+                arrays = {k: np.asarray(v, dtype=np.float64) for k, v in env.items() if k in VARIABLES}
+                shape = np.broadcast_shapes(*(a.shape for a in arrays.values()))
+                if len(shape) > 1:
+                    raise ExpressionError("variables must be numbers or 1-D arrays", self.source)
+                n = (shape[0] if shape else 1) if size is None else int(size)
+                np.broadcast_shapes(shape, (n,))
+                run = _Run(arrays, n, int(seed))
+                out = np.array(np.broadcast_to(self._fn(run), (n,)), dtype=np.float64)
+        except ExpressionError:
+            raise
+        except (ArithmeticError, ValueError, TypeError, MemoryError, RecursionError) as exc:
+            raise ExpressionError(f"cannot be evaluated: {exc}", self.source) from None
+        finite = np.isfinite(out)
+        if not finite.all():
+            i = int(np.argmin(finite))
+            cause = run.cause_at(i) or ("overflow" if np.isinf(out[i]) else "the result is not a number")
+            where = f"t={float(np.broadcast_to(arrays['t'], (n,))[i]):.10g}s, " if "t" in arrays else ""
+            raise ExpressionError(f"{cause} at {where}index {i}", self.source)
+        return out
 
 
-def _check(node: ast.AST, names: set[str], text: str) -> None:
-    if isinstance(node, ast.Constant):
-        if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
-            raise ExpressionError(f"only numbers are allowed as literals, not {node.value!r:.40}", text)
-        if abs(node.value) > MAX_CONSTANT:
-            raise ExpressionError(f"number {node.value:g} is larger than {MAX_CONSTANT:g}", text)
-    elif isinstance(node, ast.Name):
-        if node.id in VARIABLES:
-            names.add(node.id)
-        elif node.id not in CONSTANTS and node.id not in FUNCTIONS:
-            raise ExpressionError(f"unknown name {node.id!r}; allowed: {_allowed()}", text)
-    elif isinstance(node, ast.Call):
-        if not isinstance(node.func, ast.Name):
-            raise ExpressionError("only the listed functions can be called", text)
-        if node.func.id not in FUNCTIONS:
-            raise ExpressionError(f"unknown function {node.func.id!r}; allowed: {', '.join(sorted(FUNCTIONS))}", text)
-        if node.keywords:
-            raise ExpressionError(f"keyword arguments are not allowed (in {node.func.id}())", text)
-        if any(isinstance(a, ast.Starred) for a in node.args):
-            raise ExpressionError(f"starred arguments are not allowed (in {node.func.id}())", text)
-        low, high = _ARITY[node.func.id]
-        if not low <= len(node.args) <= high:
-            want = str(low) if low == high else f"{low} to {high}"
-            raise ExpressionError(f"{node.func.id}() takes {want} argument(s), got {len(node.args)}", text)
-    elif isinstance(node, ast.BinOp):
-        if type(node.op) not in _BINARY:
-            raise ExpressionError(f"operator {type(node.op).__name__} is not allowed", text)
-    elif isinstance(node, ast.UnaryOp):
-        if not isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
-            raise ExpressionError(f"operator {type(node.op).__name__} is not allowed", text)
-    elif isinstance(node, ast.Compare):
-        if any(type(op) not in _COMPARE for op in node.ops):
-            raise ExpressionError("only < <= > >= == != comparisons are allowed", text)
-    elif isinstance(node, (ast.BoolOp, ast.IfExp, ast.Load, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)):
-        pass
-    else:
-        what = _NODE_NAMES.get(type(node), type(node).__name__)
-        raise ExpressionError(f"{what} not allowed", text)
+class _Run:
+    """One evaluation: its inputs, and every place a division or log went wrong, so the final
+    error can say why a point is not finite rather than only that it is not."""
 
-
-def _check_powers(tree: ast.expr, text: str) -> None:
-    """Refuse exponents that are constant and huge (``9**9**9``) before evaluating anything."""
-    for node in ast.walk(tree):
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
-            exponent = _constant_value(node.right)
-            if exponent is not None and (not np.isfinite(exponent) or abs(exponent) > MAX_EXPONENT):
-                raise ExpressionError(f"exponent is too large (limit {MAX_EXPONENT:g}): overflow", text)
-
-
-def _constant_value(node: ast.expr) -> float | None:
-    """The float value of a constant sub-expression, computed in float64 so it can't blow up."""
-    with np.errstate(all="ignore"):
-        if isinstance(node, ast.Constant):
-            return float(node.value)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            inner = _constant_value(node.operand)
-            return None if inner is None else (-inner if isinstance(node.op, ast.USub) else inner)
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-            left, right = _constant_value(node.left), _constant_value(node.right)
-            if left is None or right is None:
-                return None
-            return float(_BINARY[type(node.op)](np.float64(left), np.float64(right)))
-    return None
-
-
-def _allowed() -> str:
-    return ", ".join(sorted(VARIABLES | set(CONSTANTS))) + "; functions " + ", ".join(sorted(FUNCTIONS))
-
-
-class _Interpreter:
-    """Evaluates a checked tree with numpy; remembers where a division or log went wrong, so the
-    error can say why a point is not finite rather than just that it is not."""
-
-    def __init__(self, env, size: int, seed: int, source: str):
-        self.env, self.size, self.seed, self.source = env, size, seed, source
-        self.noise_calls = 0
+    def __init__(self, env: dict[str, np.ndarray], size: int, seed: int):
+        self.env, self.size, self.seed = env, size, seed
         self.causes: list[tuple[np.ndarray, str]] = []
 
-    def cause_at(self, i: int) -> str | None:
-        for mask, cause in self.causes:
-            if np.ndim(mask) == 0 and bool(mask) or np.ndim(mask) > 0 and bool(np.broadcast_to(mask, (self.size,))[i]):
-                return cause
-        return None
-
-    def _note(self, mask, cause: str) -> None:
+    def note(self, mask, cause: str) -> None:
         if np.any(mask):
             self.causes.append((mask, cause))
 
-    def eval(self, node: ast.expr):
-        method = getattr(self, "_" + type(node).__name__)
-        return method(node)
+    def cause_at(self, i: int) -> str | None:
+        for mask, cause in self.causes:
+            if np.ndim(mask) == 0 or np.broadcast_to(mask, (self.size,))[i]:
+                return cause
+        return None
 
-    def _Constant(self, node):
-        return np.float64(node.value)
 
-    def _Name(self, node):
-        if node.id in CONSTANTS:
-            return np.float64(CONSTANTS[node.id])
-        if node.id in FUNCTIONS:
-            raise ExpressionError(f"{node.id} is a function; call it as {node.id}(...)", self.source)
-        return np.asarray(self.env[node.id], dtype=np.float64)
+class _Const:
+    """A value known at compile time, so parents whose inputs are all constant fold too."""
 
-    def _UnaryOp(self, node):
-        value = self.eval(node.operand)
+    __slots__ = ("value",)
+
+    def __init__(self, value: float):
+        self.value = np.float64(value)
+
+    def __call__(self, run: _Run) -> np.float64:
+        return self.value
+
+
+class _Compiler:
+    """Turns a parsed tree into closures, refusing every node that is not on the whitelist."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.names: set[str] = set()
+        self.noise_sites = 0
+
+    def fail(self, reason: str) -> ExpressionError:
+        return ExpressionError(reason, self.text)
+
+    def refuse(self, node: ast.AST) -> ExpressionError:
+        return self.fail(f"{_REFUSED.get(type(node), type(node).__name__)} is not allowed")
+
+    def build(self, node: ast.AST) -> Callable:
+        handler = getattr(self, "_" + type(node).__name__, None)
+        if handler is None:
+            raise self.refuse(node)
+        return handler(node)
+
+    def fold(self, fn: Callable, *children: Callable) -> Callable:
+        """``fn`` if any input varies; otherwise its value, computed now in float64."""
+        if not all(isinstance(c, _Const) for c in children):
+            return fn
+        run = _Run({}, 1, 0)
+        with np.errstate(all="ignore"):
+            value = float(fn(run))
+        if not math.isfinite(value):
+            raise self.fail(f"{run.cause_at(0) or 'overflow'} in a constant part of the expression")
+        return _Const(value)
+
+    def _Constant(self, node: ast.Constant) -> Callable:
+        value = node.value
+        if isinstance(value, bool):
+            raise self.fail("booleans (True/False) are not allowed; write 1 or 0")
+        if not isinstance(value, (int, float)):
+            raise self.fail(f"only numbers are allowed as literals, not {type(value).__name__} {value!r:.20}")
+        number = float(value)  # cannot overflow: the pre-scan keeps integer literals short
+        if not math.isfinite(number):
+            raise self.fail("a number literal is too large for a 64-bit float")
+        return _Const(number)
+
+    def _Name(self, node: ast.Name) -> Callable:
+        name = node.id
+        if name in VARIABLES:
+            self.names.add(name)
+            return lambda run: run.env[name]
+        if name in CONSTANTS:
+            return _Const(CONSTANTS[name])
+        if name in FUNCTIONS:
+            raise self.fail(f"{name} is a function; call it as {name}(...)")
+        raise self.fail(f"unknown name {name[:40]!r}; allowed: {_ALLOWED}")
+
+    def _UnaryOp(self, node: ast.UnaryOp) -> Callable:
+        x = self.build(node.operand)
+        if isinstance(node.op, ast.UAdd):
+            return x
+        if isinstance(node.op, ast.USub):
+            return self.fold(lambda run: np.negative(x(run)), x)
         if isinstance(node.op, ast.Not):
-            return np.logical_not(value).astype(np.float64)
-        return -value if isinstance(node.op, ast.USub) else +value
+            return self.fold(lambda run: (x(run) == 0).astype(np.float64), x)
+        raise self.refuse(node.op)
 
-    def _BinOp(self, node):
-        left, right = self.eval(node.left), self.eval(node.right)
+    def _BinOp(self, node: ast.BinOp) -> Callable:
+        ufunc = _BINARY.get(type(node.op))
+        if ufunc is None:
+            raise self.refuse(node.op)
+        left, right = self.build(node.left), self.build(node.right)
         if isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)):
-            self._note(right == 0, "division by zero")
-        result = _BINARY[type(node.op)](left, right)
-        if isinstance(node.op, ast.Pow):
-            self._note(~np.isfinite(result) & np.isfinite(left) & np.isfinite(right), "overflow or invalid power")
-        return result
+            def fn(run):
+                divisor = right(run)
+                run.note(divisor == 0, "division by zero")
+                return ufunc(left(run), divisor)
+        elif isinstance(node.op, ast.Pow):
+            if isinstance(right, _Const) and abs(right.value) > MAX_EXPONENT:
+                raise self.fail(f"overflow: exponent {right.value:g} is beyond the limit of {MAX_EXPONENT:g}")
 
-    def _Compare(self, node):
-        left = self.eval(node.left)
-        result = None
-        for op, right_node in zip(node.ops, node.comparators):
-            right = self.eval(right_node)
-            part = _COMPARE[type(op)](left, right)
-            result = part if result is None else np.logical_and(result, part)
-            left = right
-        return np.asarray(result, dtype=np.float64)
+            def fn(run):
+                out = ufunc(left(run), right(run))
+                run.note(~np.isfinite(out), "overflow in ** (or a fractional power of a negative number)")
+                return out
+        else:
+            def fn(run):
+                return ufunc(left(run), right(run))
+        return self.fold(fn, left, right)
 
-    def _BoolOp(self, node):
-        values = [np.asarray(self.eval(v)) != 0 for v in node.values]
+    def _Compare(self, node: ast.Compare) -> Callable:
+        for op in node.ops:
+            if type(op) not in _COMPARE:
+                raise self.refuse(op)
+        ufuncs = [_COMPARE[type(op)] for op in node.ops]
+        operands = [self.build(n) for n in (node.left, *node.comparators)]
+
+        def fn(run):
+            values = [f(run) for f in operands]
+            parts = (u(a, b) for u, a, b in zip(ufuncs, values, values[1:]))
+            return np.asarray(reduce(np.logical_and, parts), dtype=np.float64)
+        return self.fold(fn, *operands)
+
+    def _BoolOp(self, node: ast.BoolOp) -> Callable:
+        operands = [self.build(v) for v in node.values]
         combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
-        out = values[0]
-        for v in values[1:]:
-            out = combine(out, v)
-        return np.asarray(out, dtype=np.float64)
+        return self.fold(lambda run: np.asarray(reduce(combine, (f(run) != 0 for f in operands)),
+                                                dtype=np.float64), *operands)
 
-    def _IfExp(self, node):
-        return np.where(np.asarray(self.eval(node.test)) != 0, self.eval(node.body), self.eval(node.orelse))
+    def _IfExp(self, node: ast.IfExp) -> Callable:
+        test, body, orelse = self.build(node.test), self.build(node.body), self.build(node.orelse)
+        return self.fold(lambda run: np.where(test(run) != 0, body(run), orelse(run)), test, body, orelse)
 
-    def _Call(self, node):
+    def _Call(self, node: ast.Call) -> Callable:
+        if not isinstance(node.func, ast.Name):
+            raise self.fail(f"only these functions can be called: {', '.join(sorted(FUNCTIONS))}")
         name = node.func.id
+        if name not in FUNCTIONS:
+            raise self.fail(f"unknown function {name[:40]!r}; allowed: {', '.join(sorted(FUNCTIONS))}")
+        if node.keywords:
+            raise self.fail(f"keyword arguments are not allowed (in {name}())")
+        if any(isinstance(a, ast.Starred) for a in node.args):
+            raise self.fail(f"starred arguments are not allowed (in {name}())")
+        fewest, most = _ARITY[name]
+        if len(node.args) < fewest or (most is not None and len(node.args) > most):
+            want = f"at least {fewest}" if most is None else f"{fewest} or {most}" if fewest < most else fewest
+            plural = "" if want == 1 else "s"
+            raise self.fail(f"{name}() takes {want} argument{plural}, got {len(node.args)}")
+        args = [self.build(a) for a in node.args]
         if name == "noise":
-            return self._noise([self.eval(a) for a in node.args])
-        args = [self.eval(a) for a in node.args]
-        if name in _UNARY_FUNCS:
-            (x,) = args
-            if name in ("log", "log10"):
-                self._note(x <= 0, f"{name} of a number that is not positive")
-            elif name == "sqrt":
-                self._note(x < 0, "sqrt of a negative number")
-            elif name == "exp":
-                self._note(x > 709, "exp overflow")
-            return _UNARY_FUNCS[name](x)
-        if name in ("min", "max"):
-            fold = np.minimum if name == "min" else np.maximum
-            out = args[0]
-            for a in args[1:]:
-                out = fold(out, a)
-            return out
-        if name == "clip":
+            return self._noise(args[0] if args else _Const(1.0))
+        if name in _UNARY:
+            fn = self._unary(name, args[0])
+        elif name in ("min", "max"):
+            ufunc = np.minimum if name == "min" else np.maximum
+            fn = lambda run: reduce(ufunc, (f(run) for f in args))  # noqa: E731
+        elif name == "clip":
             x, low, high = args
-            return np.minimum(np.maximum(x, low), high)
-        cond, a, b = args  # where
-        return np.where(np.asarray(cond) != 0, a, b)
+            fn = lambda run: np.minimum(np.maximum(x(run), low(run)), high(run))  # noqa: E731
+        else:
+            cond, a, b = args
+            fn = lambda run: np.where(cond(run) != 0, a(run), b(run))  # noqa: E731
+        return self.fold(fn, *args)
 
-    def _noise(self, args):
-        # Each call site draws its own stream (seed, call index), so noise(1) + noise(1) is not
-        # 2 * noise(1), and the same expression with the same seed repeats exactly.
-        rng = np.random.default_rng([int(self.seed) & 0xFFFFFFFF, self.noise_calls])
-        self.noise_calls += 1
-        sigma = args[0] if args else 1.0
-        return rng.standard_normal(self.size) * sigma
+    def _noise(self, sigma: Callable) -> Callable:
+        # Each call site owns the stream (seed, site): two noise() calls differ from each other,
+        # yet the same expression with the same seed and size repeats exactly.
+        site = self.noise_sites
+        self.noise_sites += 1
+        return lambda run: np.random.default_rng([run.seed % 2**64, site]).standard_normal(run.size) * sigma(run)
+
+    @staticmethod
+    def _unary(name: str, x: Callable) -> Callable:
+        ufunc, (outside, cause) = _UNARY[name], _DOMAIN.get(name, (None, ""))
+        if outside is None:
+            return lambda run: ufunc(x(run))
+
+        def fn(run):
+            value = x(run)
+            run.note(outside(value), cause)
+            return ufunc(value)
+        return fn

@@ -120,3 +120,29 @@ def test_an_agent_that_dies_mid_run_becomes_a_failed_explained_result(two_agents
         with SimulationStore(url) as sims:
             assert sims.run(dead_key[0])["status"] == "failed"
         assert set(keys) > set(dead_key)
+
+
+def test_the_event_feed_sensor_launches_once_per_new_batch(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from shaper_pipelines.defs.simulation.sensors import event_feed_sensor
+
+    feed = tmp_path / "events.jsonl"
+    monkeypatch.setenv("SHAPER_EVENT_FEED", str(feed))
+    assert isinstance(event_feed_sensor(dg.build_sensor_context()), dg.SkipReason)
+    for name in ("release_rollout_started", "holiday_sale_start"):
+        emitted = subprocess.run([sys.executable, "-m", "shaper_pipelines.cli", "events", "emit", name],
+                                 capture_output=True, text=True, timeout=60, env={**__import__("os").environ})
+        assert emitted.returncode == 0, emitted.stderr
+    with open(feed, "a") as f:
+        f.write("not json\n")
+    context = dg.build_sensor_context()
+    request = event_feed_sensor(context)
+    assert request.run_key == "events-0"
+    assert request.run_config["ops"]["select_profiles"]["config"]["events"] == ["holiday_sale_start",
+                                                                                 "release_rollout_started"]
+    assert isinstance(event_feed_sensor(dg.build_sensor_context(cursor=context.cursor)), dg.SkipReason)
+    bad = subprocess.run([sys.executable, "-m", "shaper_pipelines.cli", "events", "emit", "rm -rf"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "event name" in bad.stderr

@@ -40,3 +40,45 @@ def agent_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource
         run_requests=[dg.RunRequest(run_key=key, partition_key=key) for key in ended],
         dynamic_partitions_requests=[simulation_runs.build_add_request(ended)],
     )
+
+
+def event_feed_path():
+    import os
+    from pathlib import Path
+
+    from shaper_pipelines.settings import shaper_home
+
+    return Path(os.environ.get("SHAPER_EVENT_FEED") or shaper_home() / "events.jsonl")
+
+
+@dg.sensor(job_name="load_simulation_job", minimum_interval_seconds=30,
+           default_status=dg.DefaultSensorStatus.STOPPED)
+def event_feed_sensor(context: dg.SensorEvaluationContext):
+    """Reads the event feed (JSON lines: {"event": "release_rollout_started"}, appended by
+    `shaper events emit` or any other system) from where it last stopped, and launches one
+    simulation run per batch of new events, with those events as arrived."""
+    path = event_feed_path()
+    offset = int(context.cursor or 0)
+    if not path.exists() or path.stat().st_size <= offset:
+        return dg.SkipReason(f"no new events in {path}")
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read()
+    complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits for the next tick
+    events, bad = [], 0
+    for line in complete.decode(errors="replace").splitlines():
+        try:
+            name = json.loads(line)["event"]
+            if isinstance(name, str) and name:
+                events.append(name)
+            else:
+                bad += 1
+        except (ValueError, KeyError, TypeError):
+            bad += 1
+    if bad:
+        context.log.warning(f"{bad} malformed line(s) in {path} skipped")
+    context.update_cursor(str(offset + len(complete)))
+    if not events:
+        return dg.SkipReason("new lines held no event")
+    return dg.RunRequest(run_key=f"events-{offset}", tags={"shaper/events": ",".join(sorted(set(events)))[:200]},
+                         run_config={"ops": {"select_profiles": {"config": {"events": sorted(set(events))}}}})
