@@ -45,7 +45,7 @@ def _publish_counts():
         tmp = path.with_suffix(".tmp")
         tmp.write_text(str(_completed[0]))
         tmp.replace(path)
-        gevent.sleep(0.05)
+        gevent.sleep(0.01)  # the agent reads at its own instants: a stale count is a wrong rate
 
 
 @events.init.add_listener
@@ -62,16 +62,20 @@ class ArrivalUser(FastHttpUser):
 
     def on_start(self):
         self._carry = 0.0
+        self._last = time.time()
 
     @task
     def arrive(self):
-        started = time.time()
-        due = _target_rate() * SLICE / USERS + self._carry
+        # Arrivals owed for the time that really passed since the last slice, not for SLICE: a
+        # loop that runs a little late must not lose requests, or the rate drifts low.
+        now = time.time()
+        due = _target_rate() * (now - self._last) / USERS + self._carry
+        self._last = now
         n = int(due)
         self._carry = due - n
         for i in range(n):
             gevent.spawn_later(SLICE * i / n, self._one)
-        gevent.sleep(max(0.0, SLICE - (time.time() - started)))
+        gevent.sleep(max(0.0, SLICE - (time.time() - now)))
 
     def _one(self):
         with self.client.get(PATH, name="shaper", catch_response=True) as response:
