@@ -13,13 +13,14 @@ import re
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import holidays as holidays_lib
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from shaper_pipelines.lib.durations import Duration
 from shaper_pipelines.lib.timegrid import check_timezone
@@ -31,6 +32,8 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 MAX_EVENT_SECONDS = 31 * 86400
 COLUMNS = ["name", "kind", "start", "end", "timezone", "expected_uplift", "source"]
 _TIME = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?")
+_CHOICES = {"kind": EVENT_KINDS, "rule": RULES, "weekday": WEEKDAYS}
+Zone = Annotated[str, AfterValidator(check_timezone)]
 
 
 class CalendarError(ValueError):
@@ -65,7 +68,7 @@ class EventSpec(BaseModel):
 
     name: str = Field(min_length=1, max_length=128)
     kind: str
-    timezone: str = "UTC"
+    timezone: Zone = "UTC"
     start: dt.datetime | None = None
     end: dt.datetime | None = None
     duration: Duration | None = None
@@ -78,32 +81,13 @@ class EventSpec(BaseModel):
     expected_uplift: float | None = Field(default=None, gt=0, le=100, allow_inf_nan=False)
     source: str = ""
 
-    @field_validator("kind")
+    @field_validator("kind", "rule", "weekday")
     @classmethod
-    def _kind(cls, value: str) -> str:
-        if value not in EVENT_KINDS:
-            raise ValueError(f"kind {value!r} is not one of {', '.join(EVENT_KINDS)}")
-        return value
-
-    @field_validator("rule")
-    @classmethod
-    def _rule(cls, value: str | None) -> str | None:
-        if value is not None and value not in RULES:
-            raise ValueError(f"rule {value!r} is not one of {', '.join(RULES)}")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        return check_timezone(value)
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _date_is_midnight(cls, value: Any) -> Any:
-        # YAML reads a bare 2026-11-27 as a date; it means that day's local midnight.
-        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-            return dt.datetime.combine(value, dt.time())
-        return value
+    def _one_of(cls, value: str | None, info: ValidationInfo) -> str | None:
+        choices = _CHOICES[info.field_name]
+        if value is not None and value.lower() not in choices:
+            raise ValueError(f"{info.field_name} {value!r} is not one of {', '.join(choices)}")
+        return None if value is None else value.lower()
 
     @field_validator("duration")
     @classmethod
@@ -122,13 +106,6 @@ class EventSpec(BaseModel):
             raise ValueError(f"time {value!r} is not HH:MM (or HH:MM:SS) between 00:00 and 23:59")
         return value
 
-    @field_validator("weekday")
-    @classmethod
-    def _weekday(cls, value: str | None) -> str | None:
-        if value is not None and value.lower() not in WEEKDAYS:
-            raise ValueError(f"weekday {value!r} is not one of {', '.join(WEEKDAYS)}")
-        return None if value is None else value.lower()
-
     @model_validator(mode="after")
     def _shape(self) -> "EventSpec":
         if self.country is not None or self.subdiv is not None:
@@ -137,7 +114,7 @@ class EventSpec(BaseModel):
             try:
                 _check_region(self.country or "", self.subdiv)
             except CalendarError as exc:
-                raise _FieldError("subdiv" if self.country in _supported() else "country", str(exc)) from None
+                raise _FieldError("country", str(exc)) from None
         if self.rule is None:
             for field in ("time", "weekday", "day"):
                 if getattr(self, field) is not None:
@@ -168,13 +145,8 @@ class EventSpec(BaseModel):
 class _CalendarFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    timezone: str = "UTC"
+    timezone: Zone = "UTC"
     events: list[Any]
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        return check_timezone(value)
 
 
 def _describe(exc: ValidationError) -> str:
@@ -247,18 +219,15 @@ def _localize(local: pd.DatetimeIndex, tz: str) -> pd.DatetimeIndex:
                              nonexistent="shift_forward").tz_convert("UTC")
 
 
-@lru_cache(maxsize=1)
-def _supported() -> dict[str, list[str]]:
-    return holidays_lib.list_supported_countries()
-
-
 def _check_region(country: str, subdiv: str | None) -> None:
-    if country not in _supported():
+    """CalendarError unless the holidays package knows the country and subdivision."""
+    supported = holidays_lib.list_supported_countries()
+    if country not in supported:
         raise CalendarError(f"no public holidays known for country {country!r}; "
                             "use an ISO 3166 code such as 'US' or 'DE'")
-    if subdiv is not None and subdiv not in _supported()[country]:
+    if subdiv is not None and subdiv not in supported[country]:
         raise CalendarError(f"country {country} has no subdivision {subdiv!r}; "
-                            f"known: {', '.join(_supported()[country])}")
+                            f"known: {', '.join(supported[country])}")
 
 
 @lru_cache(maxsize=64)
@@ -279,10 +248,10 @@ def _rule_mask(spec: EventSpec, days: pd.DatetimeIndex) -> np.ndarray:
     if spec.rule == "daily":
         return np.ones(len(days), dtype=bool)
     if spec.rule == "weekly":
-        return np.asarray(days.weekday == WEEKDAYS.index(spec.weekday))
+        return np.asarray(days.day_of_week == WEEKDAYS.index(spec.weekday))
     if spec.rule == "monthly":  # like cron: a month without that day has no occurrence
         return np.asarray(days.day == spec.day)
-    business = np.asarray(days.weekday < 5)
+    business = np.asarray(days.day_of_week < 5)
     if spec.country:
         dates = np.array(list(_holidays(spec.country, spec.subdiv, days[0].year, days[-1].year)),
                          dtype="datetime64[D]")
@@ -332,7 +301,8 @@ def expand(specs: list[EventSpec], start: Any, end: Any) -> list[CalendarEvent]:
     return sorted(out, key=lambda e: (e.start, e.name))
 
 
-def public_holidays(country: str, subdiv: str | None, start: Any, end: Any, timezone: str = "UTC") -> list[CalendarEvent]:
+def public_holidays(country: str, subdiv: str | None, start: Any, end: Any,
+                    timezone: str = "UTC") -> list[CalendarEvent]:
     """One all-day event (local midnight to midnight in ``timezone``) per holiday date that
     overlaps ``[start, end)``; holidays sharing a date are one event, so load is not counted twice."""
     start, end = _utc(start), _utc(end)
