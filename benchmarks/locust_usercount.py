@@ -5,31 +5,16 @@ shaper's locustfile so both are measured alike."""
 import os
 from pathlib import Path
 
-import gevent
-from locust import HttpUser, LoadTestShape, constant_throughput, events, task
+from locust import HttpUser, LoadTestShape, constant_throughput, task
+
+from shaper_pipelines.agent.locust_counts import publish_completed_requests
 
 COUNTS = Path(os.environ["SHAPER_LOCUST_COUNTS"])
 PEAK = int(os.environ.get("BASELINE_PEAK_USERS", "1000"))
 SECONDS = float(os.environ.get("BASELINE_SECONDS", "30"))
-_completed = [0]
 
 
-@events.request.add_listener
-def _count(**_kwargs):
-    _completed[0] += 1
-
-
-@events.init.add_listener
-def _publish(environment, **_kwargs):
-    def loop():
-        path = COUNTS / f"counts-{os.getpid()}.txt"
-        while True:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(str(_completed[0]))
-            tmp.replace(path)
-            gevent.sleep(0.05)
-
-    gevent.spawn(loop)
+publish_completed_requests(COUNTS)
 
 
 class PoliteUser(HttpUser):

@@ -1,13 +1,13 @@
 """HTTP load for the agent, run by Locust in its own process (gevent must not patch the agent).
 
-Arrivals follow a target **rate**, an open model: every second each user starts its share of the
-target's requests, spread evenly over the second, without waiting for earlier ones to answer. A
+Arrivals follow a target **rate**, an open model: every 200 ms each user starts its share of the
+target's requests, spread evenly over the slice, without waiting for earlier ones to answer. A
 slow server therefore sees the load the profile asks for, not a politely reduced one, which is
 what a user-count shape would give.
 
 The agent writes the target rate to ``SHAPER_LOCUST_CONTROL`` every second; each worker process
-keeps its cumulative count of completed requests in its own file in ``SHAPER_LOCUST_COUNTS``, so
-the agent can measure exactly its own seconds, whatever the workers' phase.
+keeps its cumulative count of completed requests in ``SHAPER_LOCUST_COUNTS`` (see
+``locust_counts``), so the agent measures exactly its own seconds, whatever the workers' phase.
 """
 
 import os
@@ -15,8 +15,10 @@ import time
 from pathlib import Path
 
 import gevent
-from locust import LoadTestShape, constant, events, task
+from locust import LoadTestShape, constant, task
 from locust.contrib.fasthttp import FastHttpUser
+
+from shaper_pipelines.agent.locust_counts import publish_completed_requests
 
 CONTROL = Path(os.environ.get("SHAPER_LOCUST_CONTROL", "/nonexistent"))
 COUNTS = Path(os.environ.get("SHAPER_LOCUST_COUNTS", "/tmp"))
@@ -24,7 +26,6 @@ USERS = int(os.environ.get("SHAPER_LOCUST_USERS", "1"))
 PATH = os.environ.get("SHAPER_LOCUST_PATH", "/")
 
 SLICE = 0.2  # seconds: how often a user re-reads the target and starts its next arrivals
-_completed = [0]
 
 
 def _target_rate() -> float:
@@ -34,26 +35,7 @@ def _target_rate() -> float:
         return 0.0
 
 
-@events.request.add_listener
-def _count_request(**_kwargs):
-    _completed[0] += 1
-
-
-def _publish_counts():
-    path = COUNTS / f"counts-{os.getpid()}.txt"
-    while True:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(str(_completed[0]))
-        tmp.replace(path)
-        gevent.sleep(0.01)  # the agent reads at its own instants: a stale count is a wrong rate
-
-
-@events.init.add_listener
-def _start_publishing(environment, **_kwargs):
-    from locust.runners import MasterRunner
-
-    if not isinstance(environment.runner, MasterRunner):  # the master sends no requests itself
-        gevent.spawn(_publish_counts)
+publish_completed_requests(COUNTS)
 
 
 class ArrivalUser(FastHttpUser):
