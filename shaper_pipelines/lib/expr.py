@@ -82,6 +82,9 @@ class ExpressionError(ValueError):
         self.expression = expression if len(expression) <= 80 else expression[:77] + "..."
         super().__init__(f"expression {self.expression!r}: {reason}")
 
+    def __reduce__(self):  # errors cross process boundaries in job runners
+        return type(self), (self.reason, self.expression)
+
 
 def compile_expression(text: str) -> Expression:
     """Parse and check ``text``; raises ExpressionError for anything outside the language."""
@@ -221,10 +224,10 @@ class _Compiler:
         return self.fail(f"{_REFUSED.get(type(node), type(node).__name__)} is not allowed")
 
     def build(self, node: ast.AST) -> Callable:
-        handler = getattr(self, "_" + type(node).__name__, None)
-        if handler is None:
+        kind = type(node).__name__
+        if kind not in ("Constant", "Name", "UnaryOp", "BinOp", "Compare", "BoolOp", "IfExp", "Call"):
             raise self.refuse(node)
-        return handler(node)
+        return getattr(self, "_" + kind)(node)
 
     def fold(self, fn: Callable, *children: Callable) -> Callable:
         """``fn`` if any input varies; otherwise its value, computed now in float64."""
@@ -293,10 +296,9 @@ class _Compiler:
         return self.fold(fn, left, right)
 
     def _Compare(self, node: ast.Compare) -> Callable:
-        for op in node.ops:
-            if type(op) not in _COMPARE:
-                raise self.refuse(op)
-        ufuncs = [_COMPARE[type(op)] for op in node.ops]
+        ufuncs = [_COMPARE.get(type(op)) for op in node.ops]
+        if None in ufuncs:
+            raise self.refuse(node.ops[ufuncs.index(None)])
         operands = [self.build(n) for n in (node.left, *node.comparators)]
 
         def fn(run):
@@ -327,9 +329,13 @@ class _Compiler:
             raise self.fail(f"starred arguments are not allowed (in {name}())")
         fewest, most = _ARITY[name]
         if len(node.args) < fewest or (most is not None and len(node.args) > most):
-            want = f"at least {fewest}" if most is None else f"{fewest} or {most}" if fewest < most else fewest
-            plural = "" if want == 1 else "s"
-            raise self.fail(f"{name}() takes {want} argument{plural}, got {len(node.args)}")
+            if most is None:
+                want = f"at least {fewest} arguments"
+            elif fewest == most:
+                want = f"{fewest} argument" + ("" if fewest == 1 else "s")
+            else:
+                want = f"{fewest} or {most} arguments"
+            raise self.fail(f"{name}() takes {want}, got {len(node.args)}")
         args = [self.build(a) for a in node.args]
         if name == "noise":
             return self._noise(args[0] if args else _Const(1.0))
@@ -351,7 +357,11 @@ class _Compiler:
         # yet the same expression with the same seed and size repeats exactly.
         site = self.noise_sites
         self.noise_sites += 1
-        return lambda run: np.random.default_rng([run.seed % 2**64, site]).standard_normal(run.size) * sigma(run)
+
+        def fn(run):
+            rng = np.random.default_rng([run.seed % 2**64, site])
+            return rng.standard_normal(run.size) * sigma(run)
+        return fn
 
     @staticmethod
     def _unary(name: str, x: Callable) -> Callable:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import time
 
 import numpy as np
@@ -206,6 +207,8 @@ def test_error_carries_the_expression_truncated_and_the_reason():
     assert len(err.expression) == 80 and err.expression.startswith("t + t + ")
     assert err.reason == "is 8,000 characters long; the limit is 4,000"
     assert err.reason in str(err) and isinstance(err, ValueError)
+    copy = pickle.loads(pickle.dumps(err))
+    assert (copy.reason, copy.expression, str(copy)) == (err.reason, err.expression, str(err))
 
 
 def test_a_megabyte_is_refused_well_under_50_ms():
@@ -244,7 +247,9 @@ def test_points_that_are_not_finite_are_named(text, words, at):
 
 
 def test_division_by_zero_in_an_unused_branch_is_fine():
-    assert np.allclose(ev("where(t == 5, 0, 1 / (t - 5))"), np.where(T == 5, 0, 1 / np.where(T == 5, 1, T - 5)))
+    expected = np.where(T == 5, 0, 1 / np.where(T == 5, 1, T - 5))
+    assert np.allclose(ev("where(t == 5, 0, 1 / (t - 5))"), expected)
+    assert np.allclose(ev("0 if t == 5 else 1 / (t - 5)"), expected)
 
 
 def test_error_without_t_names_the_index():
