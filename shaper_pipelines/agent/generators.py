@@ -239,11 +239,17 @@ class DiskGenerator:
         self.directory.rmdir()
 
 
+LOCUSTFILE = str(Path(__file__).with_name("locustfile.py"))
+
+
 class NetworkGenerator:
     """HTTP requests at a target arrival rate against one URL, through Locust in its own process
-    group (``processes`` > 1 forks Locust workers under a local master)."""
+    group. ``processes`` > 1 forks Locust workers under a local master; ``remote_workers`` > 0
+    makes it a master that waits for that many ``shaper locust-worker`` processes, on this host or
+    others, to connect to ``master_bind:master_port``."""
 
-    def __init__(self, url: str, work_dir: Path, processes: int = 1):
+    def __init__(self, url: str, work_dir: Path, processes: int = 1, remote_workers: int = 0,
+                 master_bind: str = "127.0.0.1", master_port: int = 5557):
         import subprocess
         import sys
         from urllib.parse import urlparse
@@ -253,11 +259,15 @@ class NetworkGenerator:
         work_dir.mkdir(parents=True, exist_ok=True)
         self.control = work_dir / "target_rps"
         self.control.write_text("0")
+        users = remote_workers or processes  # one arrival user per worker
         env = {**os.environ, "SHAPER_LOCUST_CONTROL": str(self.control), "SHAPER_LOCUST_COUNTS": str(work_dir),
-               "SHAPER_LOCUST_USERS": str(processes), "SHAPER_LOCUST_PATH": parsed.path or "/"}
-        cmd = [sys.executable, "-m", "locust", "-f", str(Path(__file__).with_name("locustfile.py")), "--headless",
+               "SHAPER_LOCUST_USERS": str(users), "SHAPER_LOCUST_PATH": parsed.path or "/"}
+        cmd = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--headless",
                "--host", f"{parsed.scheme}://{parsed.netloc}", "--loglevel", "WARNING", "--only-summary"]
-        if processes > 1:
+        if remote_workers:
+            cmd += ["--master", "--expect-workers", str(remote_workers), "--expect-workers-max-wait", "30",
+                    "--master-bind-host", master_bind, "--master-bind-port", str(master_port)]
+        elif processes > 1:
             cmd += ["--processes", str(processes)]
         log = open(work_dir / "locust.log", "ab")
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

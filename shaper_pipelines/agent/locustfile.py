@@ -5,9 +5,10 @@ target's requests, spread evenly over the slice, without waiting for earlier one
 slow server therefore sees the load the profile asks for, not a politely reduced one, which is
 what a user-count shape would give.
 
-The agent writes the target rate to ``SHAPER_LOCUST_CONTROL`` every second; each worker process
-keeps its cumulative count of completed requests in ``SHAPER_LOCUST_COUNTS`` (see
-``locust_counts``), so the agent measures exactly its own seconds, whatever the workers' phase.
+The agent writes the target rate to ``SHAPER_LOCUST_CONTROL`` every second. Run alone, Locust's
+users read it there; distributed, the master reads it and broadcasts it to its workers (forked
+here or started elsewhere with ``shaper locust-worker``), which need no shared disk. Completed
+requests flow back the same way (see ``locust_counts``).
 """
 
 import os
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 
 import gevent
-from locust import LoadTestShape, constant, task
+from locust import LoadTestShape, constant, events, task
 from locust.contrib.fasthttp import FastHttpUser
 
 from shaper_pipelines.agent.locust_counts import publish_completed_requests
@@ -28,11 +29,39 @@ PATH = os.environ.get("SHAPER_LOCUST_PATH", "/")
 SLICE = 0.2  # seconds: how often a user re-reads the target and starts its next arrivals
 
 
-def _target_rate() -> float:
+RATE_MESSAGE = "shaper_rate"
+# On workers: each user's share of the rate, from the master's messages (only the master knows
+# how many workers share the load).
+_broadcast_rate: list[float | None] = [None]
+
+
+def _file_rate() -> float:
     try:
         return max(0.0, float(CONTROL.read_text() or 0))
     except (OSError, ValueError):
         return 0.0
+
+
+def _user_rate() -> float:
+    """Requests per second this user owes."""
+    return _file_rate() / USERS if _broadcast_rate[0] is None else _broadcast_rate[0]
+
+
+@events.init.add_listener
+def _share_the_rate(environment, **_kwargs):
+    from locust.runners import MasterRunner, WorkerRunner
+
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        def broadcast():
+            while True:
+                runner.send_message(RATE_MESSAGE, _file_rate() / USERS)
+                gevent.sleep(0.05)
+
+        gevent.spawn(broadcast)
+    elif isinstance(runner, WorkerRunner):
+        _broadcast_rate[0] = 0.0
+        runner.register_message(RATE_MESSAGE, lambda msg, **_: _broadcast_rate.__setitem__(0, float(msg.data)))
 
 
 publish_completed_requests(COUNTS)
@@ -51,7 +80,7 @@ class ArrivalUser(FastHttpUser):
         # Arrivals owed for the time that really passed since the last slice, not for SLICE: a
         # loop that runs a little late must not lose requests, or the rate drifts low.
         now = time.time()
-        due = _target_rate() * (now - self._last) / USERS + self._carry
+        due = _user_rate() * (now - self._last) + self._carry
         self._last = now
         n = int(due)
         self._carry = due - n

@@ -38,6 +38,9 @@ class Limits:
     max_disk_quota_mib: float = 256.0
     max_rps: float = 2000.0
     locust_processes: int = 1
+    locust_remote_workers: int = 0
+    locust_master_bind: str = "127.0.0.1"
+    locust_master_port: int = 5557
     max_duration_s: float = 3600.0
     dead_man_s: float = 60.0
     idle_exit_s: float | None = None  # exit after this long with no run and no request
@@ -199,7 +202,10 @@ class Agent:
         if run.resource == "memory":
             return generators.MemoryGenerator(self.limits.max_memory_mib)
         if run.resource == "network_io":
-            return generators.NetworkGenerator(run.target, self.work_dir / run.id, self.limits.locust_processes)
+            lim = self.limits
+            return generators.NetworkGenerator(run.target, self.work_dir / run.id, lim.locust_processes,
+                                               lim.locust_remote_workers, lim.locust_master_bind,
+                                               lim.locust_master_port)
         return generators.DiskGenerator(self.work_dir / run.id, self.limits.max_disk_quota_mib)
 
     def _drive(self, run: Run) -> None:

@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     profiles_cli.add_parser(sub)
     history_cli.add_parser(sub)
     agent_cli.add_parser(sub)
+    agent_cli.add_worker_parser(sub)
     events_cli.add_parser(sub)
     return parser
 

@@ -22,6 +22,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-rps", type=float, default=2000.0, help="hard cap on HTTP requests per second")
     p.add_argument("--locust-processes", type=int, default=1,
                    help="Locust worker processes for HTTP load (more than 1: a local master and workers)")
+    p.add_argument("--locust-remote-workers", type=int, default=0,
+                   help="wait for this many `shaper locust-worker` processes (other hosts) instead of forking")
+    p.add_argument("--locust-master-bind", default="127.0.0.1", help="where remote Locust workers connect")
+    p.add_argument("--locust-master-port", type=int, default=5557)
     p.add_argument("--max-duration", default="1h", help="longest run accepted (default 1h)")
     p.add_argument("--dead-man", default="60s", help="stop all load after this long without the controller")
     p.add_argument("--exit-when-idle", default=None,
@@ -40,10 +44,50 @@ def _agent(args) -> int:
     limits = Limits(max_cores=min(args.max_cores, os.cpu_count() or 1), max_memory_mib=args.max_memory_mib,
                     max_disk_mib_per_s=args.max_disk_mib_per_s, max_disk_quota_mib=args.max_disk_quota_mib,
                     max_rps=args.max_rps, locust_processes=max(1, args.locust_processes),
+                    locust_remote_workers=max(0, args.locust_remote_workers),
+                    locust_master_bind=args.locust_master_bind, locust_master_port=args.locust_master_port,
                     max_duration_s=parse_duration(args.max_duration), dead_man_s=parse_duration(args.dead_man),
                     idle_exit_s=parse_duration(args.exit_when_idle) if args.exit_when_idle else None)
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="shaper-agent-"))
     agent = Agent(args.token or os.environ.get("SHAPER_AGENT_TOKEN", ""),
                   args.allow or ["localhost", "127.0.0.1"], limits, work_dir)
     serve(agent, args.host, args.port)
+    return 0
+
+
+def add_worker_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("locust-worker", help="serve an agent's HTTP load as a Locust worker (for other hosts)")
+    p.add_argument("--master-host", required=True)
+    p.add_argument("--master-port", type=int, default=5557)
+    p.set_defaults(func=_locust_worker)
+
+
+def _locust_worker(args) -> int:
+    """A Locust worker for the agent's master, started again after each run: Locust workers quit
+    with their master, and the agent starts a master per run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from shaper_pipelines.agent.generators import LOCUSTFILE
+
+    stopping = []
+    child: list[subprocess.Popen] = []
+
+    def stop(signum, _frame):
+        stopping.append(signum)
+        if child and child[0].poll() is None:
+            child[0].terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    env = {**os.environ, "SHAPER_LOCUST_COUNTS": tempfile.mkdtemp(prefix="shaper-worker-")}
+    while not stopping:
+        child[:] = [subprocess.Popen([sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--worker", "--master-host",
+                                      args.master_host, "--master-port", str(args.master_port),
+                                      "--loglevel", "WARNING"], env=env)]
+        child[0].wait()
+        if not stopping:
+            time.sleep(0.5)
     return 0

@@ -59,3 +59,29 @@ def test_arrival_rate_follows_a_ramp_on_locust_master_and_workers(tmp_path, targ
         assert status == 422 and "URL" in body["error"]
     finally:
         agent.stop()
+
+
+def test_a_master_drives_workers_started_apart_from_it(tmp_path, target):
+    """Workers as they run on other hosts: their own processes, joined over Locust's protocol,
+    sharing no disk with the agent (rate and counts travel as Locust messages)."""
+    master_port = free_port()
+    agent = AgentProcess(tmp_path, "--locust-remote-workers", "2", "--locust-master-port", str(master_port))
+    workers = [subprocess.Popen([sys.executable, "-m", "shaper_pipelines.cli", "locust-worker", "--master-host",
+                                 "127.0.0.1", "--master-port", str(master_port)], cwd=tmp_path)
+               for _ in range(2)]
+    try:
+        status, body = agent.call("POST", "/runs", {"target_resource": f"{target}/", "profile": {
+            "profile_id": "flat", "resource_type": "network_io", "duration": "12s",
+            "load_pattern": {"kind": "constant", "level": 150}}})
+        assert status == 201, body
+        wait_for(lambda: agent.call("GET", f"/runs/{body['id']}")[1]["status"] != "running", 20)
+        run = agent.call("GET", f"/runs/{body['id']}")[1]
+        assert run["status"] == "finished", run
+        steady = [s["achieved"] for s in run["samples"][5:]]  # workers join within a few seconds
+        assert steady and abs(np.mean(steady) - 150) < 15, run["samples"]
+        assert served(target) > 0.5 * sum(s["achieved"] for s in run["samples"])
+    finally:
+        for w in workers:
+            w.terminate()
+            w.wait(timeout=10)
+        agent.stop()
