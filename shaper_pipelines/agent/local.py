@@ -41,10 +41,12 @@ def local_agent(home: Path) -> AgentClient:
     home.mkdir(parents=True, exist_ok=True)
     token, port = secrets.token_urlsafe(24), _free_port()
     log = open(home / "agent.log", "ab")
+    # The token goes through the environment: on a command line any user could read it in ps (and
+    # a token starting with '-' would read as an option).
     subprocess.Popen([sys.executable, "-m", "shaper_pipelines.cli", "agent", "--port", str(port),
-                      "--token", token, "--exit-when-idle", IDLE_EXIT, "--work-dir", str(home / "agent-work"),
-                      *LOCAL_LIMITS],
-                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                      "--exit-when-idle", IDLE_EXIT, "--work-dir", str(home / "agent-work"), *LOCAL_LIMITS],
+                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                     env={**os.environ, "SHAPER_AGENT_TOKEN": token})
     url = f"http://127.0.0.1:{port}"
     fd = os.open(state, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

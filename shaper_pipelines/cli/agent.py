@@ -12,7 +12,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("agent", help="run a load agent (HTTP control API, token-protected)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9460)
-    p.add_argument("--token", default=None, help="bearer token (default: SHAPER_AGENT_TOKEN); required")
+    p.add_argument("--token", default=None,
+                   help="bearer token; prefer SHAPER_AGENT_TOKEN, since a command line is visible in ps")
     p.add_argument("--allow", action="append", default=None,
                    help="host a run may target (repeat; default localhost and 127.0.0.1)")
     p.add_argument("--max-cores", type=float, default=1.0, help="hard cap on CPU cores (default 1)")
