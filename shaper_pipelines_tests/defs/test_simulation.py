@@ -17,7 +17,7 @@ from shaper_pipelines.resources.fleet import AgentFleetResource
 from shaper_pipelines.resources.metrics_source import MetricsSourceResource
 from shaper_pipelines.store.profile_store import ProfileStore
 from shaper_pipelines.store.simulation_store import SimulationStore
-from shaper_pipelines_tests.agent.test_agent_safety import TOKEN, AgentProcess, alive
+from shaper_pipelines_tests.agent.test_agent_safety import TOKEN, AgentProcess, alive, wait_for
 
 
 @pytest.fixture
@@ -146,3 +146,39 @@ def test_the_event_feed_sensor_launches_once_per_new_batch(tmp_path, monkeypatch
     bad = subprocess.run([sys.executable, "-m", "shaper_pipelines.cli", "events", "emit", "rm -rf"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "event name" in bad.stderr
+
+
+def test_network_rehearsals_run_against_the_configured_url(two_agents, tmp_path):
+    import subprocess
+    import sys
+
+    from shaper_pipelines_tests.agent.test_agent_http import served
+    from shaper_pipelines_tests.services.postgres import free_port
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "shaper_pipelines_tests.services.http_target", str(port)],
+                              stdout=subprocess.PIPE, text=True)
+    assert server.stdout.readline().strip() == "serving"
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    with ProfileStore(url) as store:
+        store.put(parse_profile({"profile_id": "api-burst", "resource_type": "network_io", "duration": "6s",
+                                 "load_pattern": {"kind": "constant", "level": 100},
+                                 "trigger_conditions": [{"kind": "event", "event": "launch"}]}))
+    defs = definitions(url, two_agents)
+    try:
+        with dg.instance_for_test() as instance:
+            skipped = defs.resolve_job_def("load_simulation_job").execute_in_process(
+                instance=instance, run_config={"ops": {"select_profiles": {"config": {"events": ["launch"]}}}})
+            assert skipped.output_for_node("simulate") == []  # no URL: nothing to send requests to
+            result = defs.resolve_job_def("load_simulation_job").execute_in_process(
+                instance=instance, run_config={"ops": {"select_profiles": {"config": {
+                    "events": ["launch"], "http_target": f"http://127.0.0.1:{port}/"}}}})
+            keys = result.output_for_node("simulate")
+            assert len(keys) == 2
+            wait_for(lambda: isinstance(tick(defs, instance)[0], dg.SensorResult), 20)
+            results = collect(defs, instance, keys)
+            assert all(m["status"] == "finished" and m["seconds"] == 6 for m in results.values())
+            assert served(f"http://127.0.0.1:{port}") > 0.7 * 100 * 6  # 50 req/s from each agent
+    finally:
+        server.kill()
+        server.wait()

@@ -14,6 +14,7 @@ class SelectionConfig(dg.Config):
     events: list[str] = []  # external events that have arrived (the event sensor fills this)
     window_minutes: float = 60.0  # a cron trigger is due if it fired this recently
     intensity: float = 1.0  # scales every chosen profile
+    http_target: str = ""  # the URL network_io rehearsals send requests to; none: they are not run
 
 
 @dg.op(out=dg.Out(list))
@@ -38,9 +39,12 @@ def select_profiles(context: dg.OpExecutionContext, config: SelectionConfig, dat
         value = instant_value(PrometheusSettings(metrics_source.prometheus_url, retries=1), query)
         return None if value is None else value >= 1
 
+    slots = fleet.slots()
+    if config.http_target:
+        slots["network_io"] = slots.get("network_io", max(slots.values(), default=1))
     decisions = select([(s.profile, s.version) for s in stored], now=datetime.now(timezone.utc),
                        window_s=config.window_minutes * 60, events=set(config.events), evaluate_metric=evaluate,
-                       slots=fleet.slots(), requested=set(config.profile_ids))
+                       slots=slots, requested=set(config.profile_ids))
     chosen = [d for d in decisions if d.chosen]
     table = "\n".join(["| profile | version | resource | priority | chosen | why |", "|---|---:|---|---:|---|---|"]
                       + [f"| {d.profile_id} | {d.version} | {d.resource} | {d.priority} | {'yes' if d.chosen else 'no'} "
@@ -49,7 +53,9 @@ def select_profiles(context: dg.OpExecutionContext, config: SelectionConfig, dat
                                  "decisions": dg.MetadataValue.md(table)})
     for d in chosen:
         context.log.info(f"chosen {d.profile_id} v{d.version}: {d.why}")
-    return [(d.profile_id, d.version, config.intensity) for d in chosen]
+    target = config.http_target or "localhost"
+    return [(d.profile_id, d.version, config.intensity, target if d.resource == "network_io" else "localhost")
+            for d in chosen]
 
 
 @dg.op
@@ -63,12 +69,12 @@ def simulate(context: dg.OpExecutionContext, chosen: list, database: DatabaseRes
     clients = fleet.clients() if chosen else []
     dispatches = []
     with database.profile_store() as store:
-        for profile_id, version, intensity in chosen:
+        for profile_id, version, intensity, target in chosen:
             profile = store.get(profile_id, version).profile
             share = intensity / len(clients)
             for client in clients:
                 try:
-                    run = client.start(profile.canonical(), intensity=share)
+                    run = client.start(profile.canonical(), intensity=share, target_resource=target)
                 except AgentError as exc:
                     # Stop what this simulation already started: half a rehearsal measures nothing.
                     for d in dispatches:
