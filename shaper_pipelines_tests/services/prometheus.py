@@ -147,9 +147,9 @@ class PrometheusServer:
     directory: Path
     process: subprocess.Popen
 
-    def query(self, promql: str) -> list[dict]:
-        """An instant query at the server's now; ``data.result`` of the answer."""
-        return self._get("/api/v1/query", {"query": promql})
+    def query(self, promql: str, at: float | None = None) -> list[dict]:
+        """An instant query at ``at`` (epoch seconds; default the server's now); ``data.result``."""
+        return self._get("/api/v1/query", {"query": promql} if at is None else {"query": promql, "time": at})
 
     def query_range(self, promql: str, start: float, end: float, step: float) -> list[dict]:
         """A range query (epoch seconds); ``data.result`` of the answer."""
