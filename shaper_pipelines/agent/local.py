@@ -27,12 +27,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def known_local_agent(home: Path) -> AgentClient | None:
+    """A client for the local agent recorded in ``home``, answering or not; None if none was started."""
+    state = home / "agent.json"
+    if not state.exists():
+        return None
+    info = json.loads(state.read_text())
+    return AgentClient(info["url"], info["token"], timeout=5)
+
+
 def local_agent(home: Path) -> AgentClient:
     """A client for the local agent, starting one if none answers."""
-    state = home / "agent.json"
-    if state.exists():
-        info = json.loads(state.read_text())
-        client = AgentClient(info["url"], info["token"], timeout=5)
+    client = known_local_agent(home)
+    if client is not None:
         try:
             client.runs()
             return client
@@ -48,7 +55,7 @@ def local_agent(home: Path) -> AgentClient:
                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                      env={**os.environ, "SHAPER_AGENT_TOKEN": token})
     url = f"http://127.0.0.1:{port}"
-    fd = os.open(state, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(home / "agent.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump({"url": url, "token": token}, f)
     client = AgentClient(url, token, timeout=5)

@@ -31,12 +31,11 @@ class AgentFleetResource(dg.ConfigurableResource):
     def client_for(self, url: str) -> AgentClient:
         """A client for an agent a run was dispatched to; it need not answer any more."""
         if not self.agents:
+            from shaper_pipelines.agent.local import known_local_agent
             from shaper_pipelines.settings import shaper_home
-            import json
 
-            state = shaper_home() / "agent.json"
-            token = json.loads(state.read_text())["token"] if state.exists() else ""
-            return AgentClient(url, token, timeout=5)
+            known = known_local_agent(shaper_home())
+            return AgentClient(url, known.token if known else "", timeout=5)
         if url.rstrip("/") not in {a.rstrip("/") for a in self.agents}:
             raise LookupError(f"agent {url} is not in the fleet")
         return AgentClient(url, self.token)
