@@ -9,6 +9,7 @@ import sys
 
 from shaper_pipelines.cli import agent as agent_cli
 from shaper_pipelines.cli import events as events_cli
+from shaper_pipelines.cli import forecasting as forecasting_cli
 from shaper_pipelines.cli import history as history_cli
 from shaper_pipelines.cli import profiles as profiles_cli
 
@@ -33,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     agent_cli.add_parser(sub)
     agent_cli.add_worker_parser(sub)
     events_cli.add_parser(sub)
+    forecasting_cli.add_parsers(sub)
     return parser
 
 
@@ -54,14 +56,16 @@ def _ui(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from shaper_pipelines.lib.expr import ExpressionError
+    from shaper_pipelines.lib.forecast import ForecastError
     from shaper_pipelines.lib.history import HistoryError
+    from shaper_pipelines.lib.planning import PlanError
     from shaper_pipelines.lib.profile import ProfileError
     from shaper_pipelines.store.profile_store import ProfileNotFound
 
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ProfileError, ExpressionError, HistoryError) as exc:
+    except (ProfileError, ExpressionError, HistoryError, ForecastError, PlanError) as exc:
         print(f"shaper: error: {exc}", file=sys.stderr)
         return 2
     except ProfileNotFound as exc:

@@ -29,29 +29,34 @@ class Trace:
     demand: np.ndarray  # 5-minute means
     index: pd.DatetimeIndex
     c: float  # load one instance serves at 100 % utilisation
+    test_days: int = TEST_DAYS
 
     @property
     def test_start(self) -> int:
-        return len(self.demand) - TEST_DAYS * DAY
+        return len(self.demand) - self.test_days * DAY
 
     def origins(self) -> list[int]:
         """Forecast origins: the start of each test day."""
-        return [self.test_start + d * DAY for d in range(TEST_DAYS)]
+        return [self.test_start + d * DAY for d in range(self.test_days)]
 
 
 def prepare(series: pd.Series) -> Trace:
-    """5-minute means of a regular or irregular series, gaps interpolated; ``c`` = p99 / 10."""
+    """5-minute means of a regular or irregular series, gaps interpolated; ``c`` = p99 / 10.
+
+    A trace shorter than the four test days and one day of history before them is tested on
+    the whole days it has after its first (fewer test days; the caller says so)."""
     from shaper_pipelines.lib.history import regularise
 
     regular, _ = regularise(series, STEP, max_fill=pd.Timedelta(days=3650))
     demand = regular.to_numpy(dtype=np.float64)
-    if len(demand) < (TEST_DAYS + 1) * DAY:
-        raise ValueError(f"a replay needs at least {TEST_DAYS + 1} days of history "
-                         f"({(TEST_DAYS + 1) * DAY} five-minute steps); this trace has {len(demand)}")
+    test_days = min(TEST_DAYS, len(demand) // DAY - 1)
+    if test_days < 1:
+        raise ValueError(f"a replay needs at least 2 days of history ({2 * DAY} five-minute steps): one to "
+                         f"learn from and one to test on; this trace has {len(demand)}")
     c = float(np.percentile(demand, 99)) / 10.0
     if not c > 0:
         raise ValueError("the trace's 99th percentile is not positive; there is no load to scale for")
-    return Trace(demand, regular.index, c)
+    return Trace(demand, regular.index, c, test_days)
 
 
 def wish(demand: np.ndarray, c: float, target: float) -> np.ndarray:

@@ -55,9 +55,12 @@ def test_scores_and_ratio_against_the_reactive_frontier():
     assert R.mae_ratio(t, R.seasonal_naive(t)) == pytest.approx(1.0)
 
 
-def test_short_or_empty_traces_are_refused_clearly():
-    index = pd.date_range("2026-11-01", periods=3 * R.DAY, freq="5min", tz="UTC")
-    with pytest.raises(ValueError, match="at least 5 days"):
+def test_short_traces_test_fewer_days_and_empty_ones_are_refused_clearly():
+    index = pd.date_range("2026-11-01", periods=3 * R.DAY + 40, freq="5min", tz="UTC")
+    t = R.prepare(pd.Series(np.arange(len(index), dtype=float), index=index))
+    assert t.test_days == 2 and t.origins() == [len(index) - 2 * R.DAY, len(index) - R.DAY]
+    index = pd.date_range("2026-11-01", periods=R.DAY + 100, freq="5min", tz="UTC")
+    with pytest.raises(ValueError, match="at least 2 days"):
         R.prepare(pd.Series(np.ones(len(index)), index=index))
     index = pd.date_range("2026-11-01", periods=6 * R.DAY, freq="5min", tz="UTC")
     with pytest.raises(ValueError, match="no load"):

@@ -1,0 +1,152 @@
+"""``shaper forecast``, ``shaper plan`` and ``shaper replay``: the command-line contract on history
+files. Results go to the named file (or standard output); what was repaired, which model won and
+progress go to standard error."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _duration(text: str):
+    import pandas as pd
+
+    from shaper_pipelines.lib.durations import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be longer than zero")
+    return pd.Timedelta(seconds=seconds)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _positive(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in (0, 1]")
+    return value
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    f = sub.add_parser("forecast", help="forecast a history file: timestamp,yhat,yhat_lower,yhat_upper per step")
+    f.add_argument("--history", required=True, type=Path, help="timestamp,value (ISO) or ts,value (Unix seconds) CSV")
+    f.add_argument("--horizon", required=True, type=_duration, help="how far ahead, e.g. 24h, 2d")
+    f.add_argument("--output", required=True, help="CSV to write ('-' for standard output)")
+    f.add_argument("--calendar", metavar="COUNTRY", help="public holidays of this ISO country (e.g. US) as "
+                                                         "non-business days and Prophet holidays")
+    f.add_argument("--models", help="comma-separated candidates (default: the fast ones; add 'prophet')")
+    f.set_defaults(func=_forecast)
+
+    p = sub.add_parser("plan", help="a scaling floor for a history file: timestamp,desired_capacity per step")
+    p.add_argument("--history", required=True, type=Path)
+    p.add_argument("--horizon", required=True, type=_duration)
+    p.add_argument("--capacity-per-instance", required=True, type=_positive,
+                   help="load one instance serves at 100 %% utilisation, in the history's unit")
+    p.add_argument("--target-utilization", type=_fraction, default=0.7)
+    p.add_argument("--warmup", type=_duration, default="300s", help="how long an instance takes to serve")
+    p.add_argument("--min-capacity", type=int, default=1)
+    p.add_argument("--max-capacity", type=int, default=None)
+    p.add_argument("--output", required=True, help="CSV to write ('-' for standard output)")
+    p.set_defaults(func=_plan)
+
+    r = sub.add_parser("replay", help="judge reactive tracking, seasonal naive, Prophet and shaper on a trace "
+                                      "(capacity-replay protocol)")
+    r.add_argument("--trace", required=True, type=Path)
+    r.add_argument("--plot", type=Path, help="PNG to write (default: <trace name>-replay.png here)")
+    r.add_argument("--no-prophet", action="store_true", help="skip the Prophet baseline (slow on long traces)")
+    r.set_defaults(func=_replay)
+
+
+def _say(message: str) -> None:
+    print(f"shaper: {message}", file=sys.stderr, flush=True)
+
+
+def _load(path: Path):
+    from shaper_pipelines.lib.history import load_history
+
+    series, report = load_history(path)
+    _say(f"{path.name}: {report.points} steps of {report.step_seconds:g}s "
+         f"({series.index[0]:%Y-%m-%d %H:%M} .. {series.index[-1]:%Y-%m-%d %H:%M} UTC); {report.summary()}")
+    return series
+
+
+def _write(frame, output: str) -> None:
+    import os
+    import tempfile
+
+    text = frame.to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%SZ", float_format="%.6g")
+    if output == "-":
+        sys.stdout.write(text)
+        return
+    # Written beside the target and renamed: a reader never sees half a file.
+    target = Path(output)
+    fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=f".{target.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, target)
+    _say(f"wrote {len(frame)} rows to {output}")
+
+
+def _forecast(args) -> int:
+    from shaper_pipelines.lib.forecast import calendar_inputs, forecast
+
+    series = _load(args.history)
+    business = holidays = None
+    if args.calendar:
+        business, holidays = calendar_inputs(args.calendar.upper(), series.index[0], series.index[-1] + args.horizon)
+    models = [m.strip() for m in args.models.split(",")] if args.models else None
+    result = forecast(series, args.horizon, models=models, business=business, holidays=holidays)
+    for note in result.notes:
+        _say(note)
+    _say(f"model: {result.model}; backtest MAE {result.mase:.3f}x seasonal naive's")
+    _write(result.frame[["timestamp", "yhat", "yhat_lower", "yhat_upper"]], args.output)
+    return 0
+
+
+def _plan(args) -> int:
+    from shaper_pipelines.lib.planning import make_plan
+
+    series = _load(args.history)
+    plan = make_plan(series, args.horizon, capacity_per_instance=args.capacity_per_instance,
+                     target_utilization=args.target_utilization, warmup=args.warmup,
+                     min_capacity=args.min_capacity, max_capacity=args.max_capacity)
+    for note in plan.notes:
+        _say(note)
+    _say(f"floor: {plan.rule.why}")
+    frame = plan.frame
+    changes = int((frame["desired_capacity"].diff().fillna(1) != 0).sum())
+    _say(f"{len(frame)} steps, {changes} change(s), desired capacity "
+         f"{frame['desired_capacity'].min()}..{frame['desired_capacity'].max()}")
+    _write(frame, args.output)
+    return 0
+
+
+def _replay(args) -> int:
+    from shaper_pipelines.lib import replay, replay_policies
+    from shaper_pipelines.lib.history import read_history_csv
+
+    trace = replay.prepare(read_history_csv(args.trace))
+    _say(f"{args.trace.name}: {len(trace.demand)} five-minute steps, c = {trace.c:.6g} per instance, "
+         f"tested on the last {trace.test_days} day(s)")
+    if trace.test_days < replay.TEST_DAYS:
+        _say(f"the trace is too short for {replay.TEST_DAYS} test days after one of history; "
+             f"tested on {trace.test_days}")
+    results = replay_policies.run(trace, prophet=not args.no_prophet, progress=_say)
+    print(replay_policies.table(results))
+    plot = args.plot or Path(f"{args.trace.stem}-replay.png")
+    plot.write_bytes(replay_policies.plot_png(trace, results, f"capacity replay: {args.trace.name}"))
+    _say(f"plot: {plot}")
+    return 0
