@@ -71,3 +71,42 @@ simulation_samples = sa.Table(
     sa.Column("target", sa.Float, nullable=False),
     sa.Column("achieved", sa.Float, nullable=False),
 )
+
+scaling_plans = sa.Table(
+    "scaling_plans",
+    metadata,
+    sa.Column("plan_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("target", sa.String(100), nullable=False, doc="the scaling target's name in scaling.yaml"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("produced_by", sa.String(200), nullable=False, doc="a Dagster run id, or cli"),
+    sa.Column("model", sa.Text, nullable=False, doc="the forecast model and version behind the plan"),
+    sa.Index("ix_scaling_plans_target", "target"),
+)
+
+scaling_plan_rows = sa.Table(
+    "scaling_plan_rows",
+    metadata,
+    sa.Column("plan_id", sa.Integer, sa.ForeignKey("scaling_plans.plan_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("ts_ms", sa.BigInteger, primary_key=True, doc="UTC epoch milliseconds"),
+    sa.Column("desired_capacity", sa.Integer, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+)
+
+# The audit trail of every change shaper made, or would have made, to AWS: who, what, when, why.
+scaling_actions = sa.Table(
+    "scaling_actions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("target", sa.String(100), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False, doc="asg or ecs"),
+    sa.Column("resource", sa.String(300), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False, doc="the AWS operation, e.g. put_scheduled_action"),
+    sa.Column("params", sa.Text, nullable=False, doc="the operation's parameters as JSON"),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("dry_run", sa.Boolean, nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False, doc="applied, would-apply or failed: <message>"),
+    sa.Column("plan_id", sa.Integer, sa.ForeignKey("scaling_plans.plan_id"), nullable=True),
+    sa.Index("ix_scaling_actions_target", "target"),
+)

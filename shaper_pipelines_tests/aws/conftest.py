@@ -1,0 +1,139 @@
+"""AWS for the scaling tests: one real moto_server per session, emptied before each test, reached
+over HTTP with dummy credentials. Nothing here can reach the real AWS: every client is built with
+the server's endpoint_url, and the machine's AWS configuration is hidden."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from shaper_pipelines.lib.scaling_config import ScalingTarget, load_scaling_config
+from shaper_pipelines_tests.services.moto import MotoServer, start_moto
+
+PROJECT = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    server = start_moto()
+    yield server
+    server.stop()
+
+
+@dataclass
+class Aws:
+    server: MotoServer
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def client(self, service: str, **credentials):
+        import boto3
+
+        return boto3.client(service, region_name=REGION, endpoint_url=self.url, **credentials)
+
+    def create_asg(self, name: str = "checkout-api-asg", *, min_size: int = 2, max_size: int = 10,
+                   desired: int = 2) -> str:
+        ec2 = self.client("ec2")
+        template = f"{name}-template"
+        ec2.create_launch_template(LaunchTemplateName=template,
+                                   LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"})
+        self.client("autoscaling").create_auto_scaling_group(
+            AutoScalingGroupName=name, LaunchTemplate={"LaunchTemplateName": template, "Version": "$Latest"},
+            MinSize=min_size, MaxSize=max_size, DesiredCapacity=desired, AvailabilityZones=[f"{REGION}a"])
+        return name
+
+    def create_ecs_service(self, cluster: str = "prod", service: str = "search-api", *, min_capacity: int = 2,
+                           max_capacity: int = 12, register: bool = True) -> str:
+        ecs = self.client("ecs")
+        ecs.create_cluster(clusterName=cluster)
+        ecs.register_task_definition(family=service, containerDefinitions=[
+            {"name": service, "image": "nginx:stable", "memory": 256}])
+        ecs.create_service(cluster=cluster, serviceName=service, taskDefinition=service, desiredCount=min_capacity)
+        resource = f"service/{cluster}/{service}"
+        if register:
+            self.client("application-autoscaling").register_scalable_target(
+                ServiceNamespace="ecs", ResourceId=resource, ScalableDimension="ecs:service:DesiredCount",
+                MinCapacity=min_capacity, MaxCapacity=max_capacity)
+        return resource
+
+    def create_user(self, name: str, allowed_actions: list[str]) -> dict:
+        """An IAM user allowed exactly ``allowed_actions``; returns boto3 credential keywords."""
+        iam = self.client("iam")
+        iam.create_user(UserName=name)
+        if allowed_actions:
+            iam.put_user_policy(UserName=name, PolicyName=f"{name}-policy", PolicyDocument=json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": allowed_actions, "Resource": "*"}]}))
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
+
+    def asg_scheduled(self, group: str) -> dict[str, dict]:
+        actions = self.client("autoscaling").describe_scheduled_actions(
+            AutoScalingGroupName=group)["ScheduledUpdateGroupActions"]
+        return {a["ScheduledActionName"]: a for a in actions}
+
+    def ecs_scheduled(self, resource: str) -> dict[str, dict]:
+        actions = self.client("application-autoscaling").describe_scheduled_actions(
+            ServiceNamespace="ecs", ResourceId=resource, ScalableDimension="ecs:service:DesiredCount")
+        return {a["ScheduledActionName"]: a for a in actions["ScheduledActions"]}
+
+
+@pytest.fixture
+def aws(moto_server, monkeypatch, tmp_path):
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    # No profile, credentials file or instance metadata of this machine may leak in.
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    moto_server.reset()
+    yield Aws(moto_server)
+    moto_server.enforce_iam(False)
+
+
+@pytest.fixture
+def scaling_store(store_url):
+    from shaper_pipelines.store.scaling_store import ScalingStore
+
+    s = ScalingStore(store_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def demo_targets() -> dict[str, ScalingTarget]:
+    """The two targets of the shipped scaling.yaml, with the bounds and warmups these tests rely on
+    pinned here, so that tuning the demo file does not change what the tests mean."""
+    shipped = {t.kind: t for t in load_scaling_config(PROJECT / "profiles_data" / "scaling.yaml").targets}
+    pinned = {"asg": {"warmup": 300.0, "min_capacity": 2, "max_capacity": 20},
+              "ecs": {"warmup": 90.0, "min_capacity": 2, "max_capacity": 12}}
+    return {kind: ScalingTarget.model_validate({**shipped[kind].model_dump(), **pinned[kind]}) for kind in pinned}
+
+
+def next_hour(after: datetime | None = None, hours: int = 1) -> datetime:
+    """A whole UTC hour ``hours`` after the one that contains ``after`` (default: now)."""
+    after = after or datetime.now(timezone.utc)
+    return after.replace(minute=0, second=0, microsecond=0) + timedelta(hours=hours)
+
+
+def plan_frame(start: datetime, values: list[int], step: timedelta = timedelta(hours=1),
+               reasons: list[str] | None = None) -> pd.DataFrame:
+    times = [start + i * step for i in range(len(values))]
+    return pd.DataFrame({
+        "timestamp": pd.DatetimeIndex(times).tz_convert("UTC"),
+        "desired_capacity": values,
+        "reason": reasons or [f"forecast p90 needs {v}" for v in values],
+    })
