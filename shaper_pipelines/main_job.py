@@ -38,7 +38,17 @@ def stages(today) -> list[Stage]:
         Stage("business calendar and derived profiles", "derived_profiles_job", {}),
         Stage(f"a gentle local simulation of {GENTLE} on the local agent", "load_simulation_job", {},
               {"ops": {"select_profiles": {"config": {"profile_ids": [GENTLE], "intensity": 1.0}}}}),
+        *[Stage(f"demand forecast of {key}", "forecast_job", {"dagster/partition": key}) for key in _series()],
+        Stage("capacity model, utilisation forecast and scaling plan", "plan_job", {}),
+        Stage("apply the scaling plans (dry run: records what would be done, changes nothing)",
+              "apply_scaling_job", {}, {"ops": {"apply_scaling_plans": {"config": {"dry_run": True}}}}),
     ]
+
+
+def _series() -> list[str]:
+    from shaper_pipelines.defs.forecast.assets import SERIES
+
+    return SERIES
 
 
 def run_main_job() -> bool:
@@ -132,6 +142,19 @@ def _summary(stage: Stage, result) -> str:
         lines.extend(f"    failed: {c.asset_key.to_user_string()} {c.check_name}" for c in failed)
     for table in tables:
         lines.extend("  " + row for row in table.splitlines())
+    for event in result.get_asset_materialization_events():
+        meta = event.event_specific_data.materialization.metadata
+        if "model" in meta and "backtest_mae_vs_seasonal_naive" in meta:
+            lines.append(f"  model: {meta['model'].value}; backtest MAE "
+                         f"{meta['backtest_mae_vs_seasonal_naive'].value:.3f}x seasonal naive's")
+        if "plan" in meta:
+            lines.extend("  " + row for row in meta["plan"].value.splitlines() if not row.startswith("![")
+                         and not row.startswith("|---"))
+    if stage.job == "apply_scaling_job":
+        for event in result.all_events:
+            data = getattr(event.event_specific_data, "metadata", None) or {}
+            if event.event_type_value == "STEP_OUTPUT" and "what" in data:
+                lines.extend("  " + row for row in data["what"].value.splitlines() if not row.startswith("|---"))
     for event in result.all_events:
         if event.is_failure:
             error = getattr(event.event_specific_data, "error", None)

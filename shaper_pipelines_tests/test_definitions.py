@@ -52,7 +52,7 @@ def test_predefined_profiles_asset_stores_versions_and_plots(store_url, tmp_path
 
 def test_shaper_run_on_embedded_defaults(shaper_home):
     result = subprocess.run([sys.executable, "-m", "shaper_pipelines.cli", "run"], capture_output=True, text=True,
-                            timeout=300, cwd=PROJECT)
+                            timeout=600, cwd=PROJECT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "shaper main job: SUCCESS" in result.stdout
     assert "materialised predefined_load_profiles" in result.stdout
@@ -60,9 +60,22 @@ def test_shaper_run_on_embedded_defaults(shaper_home):
     instance_dir = shaper_home / "dagster_home"
     with dg.DagsterInstance.from_config(str(instance_dir)) as instance:
         runs = instance.get_runs()
-        assert sorted(r.job_name for r in runs) == ["__ASSET_JOB", "derived_profiles_job", "history_job",
-                                                    "load_simulation_job", "predefined_profiles_job"]
+        assert sorted(set(r.job_name for r in runs)) == [
+            "__ASSET_JOB", "apply_scaling_job", "derived_profiles_job", "forecast_job", "history_job",
+            "load_simulation_job", "plan_job", "predefined_profiles_job"]
         assert all(r.is_success for r in runs)
+        # The main job ends in a dry-run plan with its reasons, recorded and shown.
+        assert len(instance.get_materialized_partitions(dg.AssetKey("demand_forecast"))) == 5
+        plan = instance.get_latest_materialization_event(dg.AssetKey("scaling_plan")).asset_materialization
+        assert plan.metadata["targets"].value == 2 and "floor rule" in plan.metadata["plan"].value
+        apply_run = next(r for r in runs if r.job_name == "apply_scaling_job")
+        assert apply_run.run_config["ops"]["apply_scaling_plans"]["config"]["dry_run"] is True
+    assert "apply the scaling plans (dry run" in result.stdout and "| serving at (UTC) |" in result.stdout
+    from shaper_pipelines.store.scaling_store import ScalingStore
+    with ScalingStore(f"sqlite:///{shaper_home / 'profiles.db'}") as store:
+        actions = store.actions()
+    assert all(a["dry_run"] and a["outcome"].startswith("would-apply") for a in actions)
+    with dg.DagsterInstance.from_config(str(instance_dir)) as instance:
         assert instance.get_latest_materialization_event(dg.AssetKey("predefined_load_profiles")) is not None
         history = dg.AssetKey(["historical_metrics", "checkout-api", "cpu"])
         assert len(instance.get_materialized_partitions(history)) == 14
@@ -75,12 +88,12 @@ def test_shaper_run_on_embedded_defaults(shaper_home):
 def test_shaper_run_on_postgresql_keeps_runs_and_profiles_there(postgres, shaper_home, monkeypatch):
     url = postgres.create_database()
     result = subprocess.run([sys.executable, "-m", "shaper_pipelines.cli", "run"], capture_output=True, text=True,
-                            timeout=300, cwd=PROJECT, env={**os.environ, "SHAPER_DATABASE_URL": url})
+                            timeout=600, cwd=PROJECT, env={**os.environ, "SHAPER_DATABASE_URL": url})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert not (shaper_home / "profiles.db").exists()
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar() == 5
+        assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar() == 12
         assert conn.execute(sa.text("SELECT status FROM simulation_runs")).scalar() == "finished"
         assert conn.execute(sa.text("SELECT count(DISTINCT target) FROM metric_samples")).scalar() == 2
         by_source = dict(conn.execute(sa.text(

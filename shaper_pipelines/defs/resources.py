@@ -5,6 +5,7 @@ import os
 
 import dagster as dg
 
+from shaper_pipelines.resources.autoscaling import AutoScalingResource
 from shaper_pipelines.resources.database import DatabaseResource
 from shaper_pipelines.resources.fleet import AgentFleetResource
 from shaper_pipelines.resources.metrics_source import MetricsSourceResource
@@ -15,6 +16,7 @@ def resources() -> dg.Definitions:
     return dg.Definitions(
         resources={
             "database": DatabaseResource(),
+            "autoscaling": AutoScalingResource(endpoint_url=os.environ.get("SHAPER_AWS_ENDPOINT_URL", "")),
             # Read when the code location loads, so a UI restart picks up a changed variable.
             "metrics_source": MetricsSourceResource(prometheus_url=os.environ.get("SHAPER_PROMETHEUS_URL", "")),
             "fleet": AgentFleetResource(

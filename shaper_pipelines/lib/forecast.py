@@ -113,14 +113,12 @@ def prophet_model(h: np.ndarray, n: int, ctx: Context) -> np.ndarray:
 def fit_prophet(h: np.ndarray, ctx: Context):
     import logging
 
-    # Prophet and cmdstanpy log every fit at INFO and configure their loggers on import: quiet
-    # them before (the plotly notice) and after (the chain notices).
+    # Prophet logs a missing plotly at ERROR on import and cmdstanpy every fit at INFO through
+    # handlers of their own: switch those loggers off rather than fight their levels.
     for name in ("prophet", "prophet.plot", "cmdstanpy"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).disabled = True
     from prophet import Prophet
 
-    for name in ("prophet", "prophet.plot", "cmdstanpy"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     ds = ctx.start + pd.to_timedelta(np.arange(len(h)) * ctx.step, unit="s")
     kwargs = {}
     if ctx.holidays is not None and len(ctx.holidays):
@@ -294,3 +292,21 @@ def calendar_inputs(country: str, start: pd.Timestamp, end: pd.Timestamp, subdiv
             for day in pd.date_range(e.start.tz_convert("UTC").normalize(), e.end.tz_convert("UTC"), freq="D"):
                 rows.append({"ds": day.tz_localize(None), "holiday": str(e.name)})
     return business, pd.DataFrame(rows, columns=["ds", "holiday"])
+
+
+def calendar_from_events(events: pd.DataFrame):
+    """The same two inputs from a business calendar frame (``lib.calendars.events_frame``): days a
+    holiday covers are not business days; every event day is a Prophet holiday named for it."""
+    holidays = events[events["kind"] == "holiday"]
+    off = {d.tz_localize(None) for e in holidays.itertuples()
+           for d in pd.date_range(e.start.tz_convert("UTC").floor("D"), e.end.tz_convert("UTC") - pd.Timedelta(seconds=1),
+                                  freq="D")}
+
+    def business(days: pd.DatetimeIndex) -> np.ndarray:
+        local = days.tz_convert("UTC").tz_localize(None).normalize() if days.tz is not None else days.normalize()
+        return np.array([d.weekday() < 5 and d not in off for d in local], dtype=bool)
+
+    rows = [{"ds": d.tz_localize(None), "holiday": str(e.name)} for e in events.itertuples()
+            for d in pd.date_range(e.start.tz_convert("UTC").floor("D"), e.end.tz_convert("UTC") - pd.Timedelta(seconds=1),
+                                   freq="D")]
+    return business, pd.DataFrame(rows, columns=["ds", "holiday"]).drop_duplicates()

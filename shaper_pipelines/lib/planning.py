@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -40,25 +41,36 @@ class PlanError(ValueError):
 class FloorRule:
     quantile: float | None  # None: no floor, reactive tracking alone
     window_min: int = 0
+    source: str = "week"  # "week": the last week's demand at that time; "forecast": the demand forecast
 
     @property
     def name(self) -> str:
         if self.quantile is None:
             return "no floor"
+        if self.source == "forecast":
+            return f"p{round(self.quantile * 100)} demand forecast ±{self.window_min} min"
         return f"p{round(self.quantile * 100)} of the last week ±{self.window_min} min"
 
 
 NO_FLOOR = FloorRule(None)
+FORECAST_RULES = [FloorRule(0.9, 0, "forecast"), FloorRule(0.9, 30, "forecast")]
 RULES = [NO_FLOOR] + [FloorRule(q, w) for q, w in SHAPES]
 
+# A forecaster gives the p90 demand for ``n`` steps after the first ``origin`` steps of history.
+Forecaster = Callable[[int, int], np.ndarray]
 
-def floor_demand(h: np.ndarray, period: int, n: int, rule: FloorRule, step: float) -> np.ndarray:
+
+def floor_demand(h: np.ndarray, period: int, n: int, rule: FloorRule, step: float,
+                 forecaster: Forecaster | None = None) -> np.ndarray:
     """The demand the floor is sized for over the next ``n`` steps after history ``h``."""
     if rule.quantile is None:
         return np.zeros(n)
+    w = int(round(rule.window_min * 60 / step))
+    if rule.source == "forecast":
+        demand = np.asarray(forecaster(len(h), n), dtype=np.float64)
+        return maximum_filter1d(demand, size=2 * w + 1, mode="nearest") if w else demand
     k = min(PROFILE_DAYS, len(h) // period)
     days = h[len(h) - k * period:].reshape(k, period)
-    w = int(round(rule.window_min * 60 / step))
     if w:
         days = maximum_filter1d(days, size=2 * w + 1, axis=1, mode="nearest")
     return np.resize(np.quantile(days, rule.quantile, axis=0), n)
@@ -89,7 +101,7 @@ class RuleChoice:
 
 
 def choose_rule(h: np.ndarray, c: float, target: float, period: int, step: float,
-                backtest_days: int = BACKTEST_DAYS) -> RuleChoice:
+                backtest_days: int = BACKTEST_DAYS, forecaster: Forecaster | None = None) -> RuleChoice:
     """Replay the last days of the history under each rule and keep the best."""
     cycle = daily_cycle(h, period)
     days = len(h) // period
@@ -107,12 +119,12 @@ def choose_rule(h: np.ndarray, c: float, target: float, period: int, step: float
     max_cost = max(s.cost for _, s in frontier)  # reactive at its lowest target: the range compared
     choice = RuleChoice(NO_FLOOR, cycle)
     best = None
-    for rule in RULES:
+    for rule in RULES + (FORECAST_RULES if forecaster is not None else []):
         plan = np.zeros(len(seg), dtype=np.int64)
         for d in range(b):
             origin = len(h) - (b - d) * period
             plan[start + d * period: start + (d + 1) * period] = replay.wish(
-                floor_demand(h[:origin], period, period, rule, step), c, target) if rule.quantile else 0
+                floor_demand(h[:origin], period, period, rule, step, forecaster), c, target) if rule.quantile else 0
         s = _score(seg, replay.serving(trace, target, plan), c, start)
         ratio = replay.breach_ratio(s, frontier)
         choice.scores[rule.name] = (ratio, s.cost)
@@ -148,10 +160,15 @@ class Plan:
 def make_plan(series: pd.Series, horizon: pd.Timedelta, *, capacity_per_instance: float,
               target_utilization: float = 0.7, warmup: pd.Timedelta = pd.Timedelta(seconds=300),
               min_capacity: int = 1, max_capacity: int | None = None,
-              out_step: float | None = None) -> Plan:
+              out_step: float | None = None, forecast_options: dict | None = None,
+              use_forecast: bool = True) -> Plan:
     """A floor per step over ``horizon`` after a regular ``series``, at ``out_step`` seconds
     (default: the series' own step). Desired capacity at a timestamp is what must be serving, warm,
-    at that time; ``launch_at`` is when to start it."""
+    at that time; ``launch_at`` is when to start it.
+
+    With ``use_forecast``, floors sized on the p90 demand forecast (``lib.forecast``, called with
+    ``forecast_options``) compete with the week's profiles, unless the forecast loses to seasonal
+    naive in its own backtest: such a forecast never reaches a plan, and the plan says so."""
     if not capacity_per_instance > 0 or not math.isfinite(capacity_per_instance):
         raise PlanError(f"capacity per instance must be a positive number, not {capacity_per_instance}")
     if not 0 < target_utilization <= 1:
@@ -171,8 +188,12 @@ def make_plan(series: pd.Series, horizon: pd.Timedelta, *, capacity_per_instance
     end = series.index[-1] + pd.Timedelta(seconds=step)  # first instant after the history
     first = work.index[-1] + pd.Timedelta(seconds=wstep)  # start of the first future work step
     n = int(math.ceil((end + horizon - first) / pd.Timedelta(seconds=wstep))) + 1
-    choice = choose_rule(h, capacity_per_instance, target_utilization, period, wstep)
-    demand = floor_demand(h, period, max(n, 1), choice.rule, wstep)
+    forecaster = None
+    if use_forecast and len(h) >= 3 * period:
+        forecaster, verdict = _forecaster(work, wstep, forecast_options or {})
+        notes.append(verdict)
+    choice = choose_rule(h, capacity_per_instance, target_utilization, period, wstep, forecaster=forecaster)
+    demand = floor_demand(h, period, max(n, 1), choice.rule, wstep, forecaster)
     wanted = replay.wish(demand, capacity_per_instance, target_utilization) if choice.rule.quantile else \
         np.ones(max(n, 1), dtype=np.int64)
     work_index = work.index[-1] + pd.to_timedelta(np.arange(1, max(n, 1) + 1) * wstep, unit="s")
@@ -202,3 +223,23 @@ def make_plan(series: pd.Series, horizon: pd.Timedelta, *, capacity_per_instance
         "reason": reasons[pos],
     })
     return Plan(frame=frame, rule=choice, notes=notes)
+
+
+def _forecaster(work: pd.Series, step: float, options: dict) -> tuple[Forecaster | None, str]:
+    """p90 demand forecasts from any origin of ``work``, if the forecast at the last origin beats
+    seasonal naive in its backtest; else None and why."""
+    from shaper_pipelines.lib.forecast import forecast
+
+    cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def p90(origin: int, n: int) -> np.ndarray:
+        if (origin, n) not in cache:
+            f = forecast(work.iloc[:origin], pd.Timedelta(seconds=n * step), **options)
+            cache[(origin, n)] = f.frame["p90"].to_numpy()
+        return cache[(origin, n)]
+
+    now = forecast(work, pd.Timedelta(days=1), **options)
+    if not now.beats_naive:
+        return None, (f"the demand forecast ({now.model}) lost to seasonal naive in its backtest "
+                      f"(MAE ratio {now.mase:.2f}); floors come from the history alone")
+    return p90, f"the demand forecast ({now.model}, MAE ratio {now.mase:.2f} against seasonal naive) competes"

@@ -6,6 +6,7 @@ import dagster as dg
 
 from shaper_pipelines.store.metric_store import MetricStore
 from shaper_pipelines.store.profile_store import ProfileStore
+from shaper_pipelines.store.scaling_store import ScalingStore
 from shaper_pipelines.store.simulation_store import SimulationStore
 
 
@@ -28,3 +29,6 @@ class DatabaseResource(dg.ConfigurableResource):
 
     def simulation_store(self) -> SimulationStore:
         return SimulationStore(self._url())
+
+    def scaling_store(self) -> ScalingStore:
+        return ScalingStore(self._url())
