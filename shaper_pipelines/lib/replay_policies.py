@@ -31,16 +31,13 @@ def _history(trace: replay.Trace, origin: int) -> pd.Series:
     return pd.Series(trace.demand[:origin], index=trace.index[:origin])
 
 
-def run(trace: replay.Trace, *, prophet: bool = True,
+def run(trace: replay.Trace, *, prophet: bool = True, shaper: bool = True,
         progress: Callable[[str], None] = lambda _m: None) -> list[PolicyResult]:
     frontier = replay.reactive_frontier(trace)
     results: list[PolicyResult] = []
 
     def add(name: str, plan: np.ndarray | None, fc: np.ndarray | None) -> None:
-        cap = replay.serving(trace, replay.REACTIVE_TARGET, plan)
-        s = replay.score(trace, cap)
-        mae = replay.mae_ratio(trace, fc) if fc is not None else None
-        results.append(PolicyResult(name, s, replay.breach_ratio(s, frontier), mae, cap, fc))
+        results.append(score_policy(trace, name, plan, fc, frontier))
 
     progress("reactive target tracking at 0.7")
     add("reactive tracking (0.7)", None, None)
@@ -53,10 +50,26 @@ def run(trace: replay.Trace, *, prophet: bool = True,
         fc = np.zeros(trace.test_days * DAY)
         for i, origin in enumerate(trace.origins()):
             progress(f"Prophet (defaults): fitting origin {i + 1}/{trace.test_days}")
-            ctx_i = Context(step=ctx.step, period=ctx.period, start=trace.index[0])
-            fc[i * DAY:(i + 1) * DAY] = prophet_model(trace.demand[:origin], DAY, ctx_i)
+            fc[i * DAY:(i + 1) * DAY] = prophet_model(trace.demand[:origin], DAY, ctx)
         add("Prophet floor (defaults)", replay.floor_from_forecast(trace, np.maximum(fc, 0)), fc)
 
+    if shaper:
+        add_shaper(trace, add, progress)
+    return results
+
+
+def score_policy(trace: replay.Trace, name: str, plan: np.ndarray | None, fc: np.ndarray | None,
+                 frontier=None) -> PolicyResult:
+    """One policy's result: ``plan`` a floor per step of the trace (None: reactive alone), ``fc``
+    its day-ahead forecast over the test window (None: not made from one)."""
+    frontier = frontier or replay.reactive_frontier(trace)
+    cap = replay.serving(trace, replay.REACTIVE_TARGET, plan)
+    s = replay.score(trace, cap)
+    mae = replay.mae_ratio(trace, fc) if fc is not None else None
+    return PolicyResult(name, s, replay.breach_ratio(s, frontier), mae, cap, fc)
+
+
+def add_shaper(trace: replay.Trace, add, progress) -> None:
     plan = np.zeros(len(trace.demand), dtype=np.int64)
     fc = np.zeros(trace.test_days * DAY)
     for i, origin in enumerate(trace.origins()):
@@ -68,7 +81,6 @@ def run(trace: replay.Trace, *, prophet: bool = True,
                       target_utilization=replay.REACTIVE_TARGET)
         plan[origin:origin + DAY] = p.frame["desired_capacity"].to_numpy()[:DAY]
     add("shaper plan", plan, fc)
-    return results
 
 
 def table(results: list[PolicyResult]) -> str:

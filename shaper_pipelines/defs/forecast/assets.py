@@ -292,7 +292,7 @@ def _plan_section(t, plan, frame: pd.DataFrame, plan_id: int, capacity: float, p
 
 
 forecast_job = dg.define_asset_job(
-    "forecast_job", selection=dg.AssetSelection.assets(demand_forecast), partitions_def=series_partitions,
+    "forecast_job", selection=dg.AssetSelection.assets(demand_forecast),
     description="Forecast one series (a partition); a backfill over all partitions forecasts the fleet, one run "
                 "per series, in parallel as the run queue allows.")
 plan_job = dg.define_asset_job(

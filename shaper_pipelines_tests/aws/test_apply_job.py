@@ -1,0 +1,69 @@
+"""apply_scaling_job as Dagster runs it: the stored plan, the scaling configuration and a real
+moto_server over HTTP; dry run by default."""
+
+from __future__ import annotations
+
+import yaml
+
+from shaper_pipelines_tests.aws.conftest import next_hour, plan_frame
+
+
+def _job(store_url, endpoint: str):
+    from shaper_pipelines.defs.scaling.apply import apply_scaling_job
+    from shaper_pipelines.resources.autoscaling import AutoScalingResource
+    from shaper_pipelines.resources.database import DatabaseResource
+
+    return apply_scaling_job, {"database": DatabaseResource(url=store_url),
+                               "autoscaling": AutoScalingResource(endpoint_url=endpoint)}
+
+
+def _config(tmp_path, monkeypatch, targets):
+    path = tmp_path / "scaling.yaml"
+    path.write_text(yaml.safe_dump({"targets": [t.model_dump(mode="json") for t in targets]}))
+    monkeypatch.setenv("SHAPER_SCALING_CONFIG", str(path))
+
+
+def test_apply_job_dry_run_by_default_then_for_real(aws, scaling_store, store_url, demo_targets, tmp_path,
+                                                    monkeypatch):
+    asg, ecs = demo_targets["asg"], demo_targets["ecs"]
+    aws.create_asg(asg.resource, min_size=2, max_size=20)
+    aws.create_ecs_service(min_capacity=2, max_capacity=12)
+    _config(tmp_path, monkeypatch, [asg, ecs])
+    start = next_hour(hours=2)
+    scaling_store.save_plan(asg.name, plan_frame(start, [2, 6, 9, 4]), "test", "floor: test")
+    scaling_store.save_plan(ecs.name, plan_frame(start, [3, 5, 2]), "test", "floor: test")
+    job, resources = _job(store_url, aws.url)
+
+    dry = job.execute_in_process(resources=resources)
+    assert dry.success
+    assert aws.asg_scheduled(asg.resource) == {} and aws.ecs_scheduled(ecs.resource) == {}
+    recorded = scaling_store.actions()
+    assert recorded and all(a["dry_run"] and a["outcome"] == "would-apply" for a in recorded)
+
+    real = job.execute_in_process(resources=resources, run_config={
+        "ops": {"apply_scaling_plans": {"config": {"dry_run": False, "actor": "alice"}}}})
+    assert real.success
+    floors = sorted(a["MinSize"] for a in aws.asg_scheduled(asg.resource).values())
+    assert floors == [2, 4, 6, 9]  # the rises, the fall to 4 and back to the configured minimum
+    ecs_floors = sorted(a["ScalableTargetAction"]["MinCapacity"] for a in aws.ecs_scheduled(ecs.resource).values())
+    assert ecs_floors == [2, 3, 5]
+    applied = [a for a in scaling_store.actions() if not a["dry_run"]]
+    assert applied and all(a["actor"] == "alice" and a["outcome"] == "applied" for a in applied)
+
+    again = job.execute_in_process(resources=resources, run_config={
+        "ops": {"apply_scaling_plans": {"config": {"dry_run": False}}}})
+    assert again.success and len(scaling_store.actions()) == len(recorded) + len(applied)  # nothing new to do
+
+
+def test_apply_job_fails_clearly_on_an_unknown_group_and_changes_nothing(aws, scaling_store, store_url,
+                                                                        demo_targets, tmp_path, monkeypatch):
+    asg = demo_targets["asg"]
+    _config(tmp_path, monkeypatch, [asg])
+    scaling_store.save_plan(asg.name, plan_frame(next_hour(hours=2), [3, 5]), "test", "floor: test")
+    job, resources = _job(store_url, aws.url)
+    result = job.execute_in_process(resources=resources, raise_on_error=False, run_config={
+        "ops": {"apply_scaling_plans": {"config": {"dry_run": False}}}})
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert asg.resource in failure.event_specific_data.error.message
+    assert not [a for a in scaling_store.actions() if a["outcome"] == "applied"]

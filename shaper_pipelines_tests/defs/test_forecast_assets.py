@@ -1,0 +1,73 @@
+"""demand_forecast as Dagster materialises it: from the stored history of one series, with its
+checks; a forecast that loses to seasonal naive is replaced by it, and the check says so."""
+
+from __future__ import annotations
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from shaper_pipelines_tests.conftest import REAL_DATA
+
+
+def _store_history(url: str, target: str, metric: str, series: pd.Series) -> None:
+    from shaper_pipelines.store.metric_store import MetricStore, Window
+
+    start, end = series.index[0], series.index[-1] + pd.Timedelta(minutes=5)
+    with MetricStore(url) as store:
+        store.replace_windows([Window(target, metric, start, end, series, np.zeros(len(series), dtype=bool), "test")])
+
+
+def _ending_yesterday(values: np.ndarray) -> pd.Series:
+    end = pd.Timestamp.now(tz="UTC").floor("D")
+    index = pd.date_range(end=end - pd.Timedelta(minutes=5), periods=len(values), freq="5min", tz="UTC")
+    return pd.Series(values, index=index, name="value")
+
+
+def _materialise(url: str, partition: str, models: list[str]):
+    from shaper_pipelines.defs.calendar.assets import business_calendar
+    from shaper_pipelines.defs.forecast.assets import demand_forecast
+    from shaper_pipelines.resources.database import DatabaseResource
+
+    instance = dg.DagsterInstance.ephemeral()
+    resources = {"database": DatabaseResource(url=url)}
+    assert dg.materialize([business_calendar], instance=instance, resources=resources).success
+    return dg.materialize([demand_forecast, business_calendar.to_source_asset()], instance=instance,
+                          resources=resources, partition_key=partition, raise_on_error=False,
+                          run_config={"ops": {"demand_forecast": {"config": {"models": models, "horizon_hours": 24}}}})
+
+
+def _checks(result) -> dict:
+    return {e.event_specific_data.check_name: e.event_specific_data for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+
+
+def test_a_real_trace_is_forecast_with_passing_checks(store_url):
+    from shaper_pipelines.lib.history import load_history
+
+    series, _ = load_history(REAL_DATA / "crane" / "cpu_2.csv", 300)
+    _store_history(store_url, "checkout-api", "cpu", _ending_yesterday(series.to_numpy()))
+    result = _materialise(store_url, "checkout-api:cpu", [])
+    assert result.success
+    checks = _checks(result)
+    assert checks["beats_seasonal_naive"].passed and checks["forecast_is_sane"].passed
+    meta = result.asset_materializations_for_node("demand_forecast")[0].metadata
+    assert meta["backtest_mae_vs_seasonal_naive"].value < 1 and meta["horizon_steps"].value == 288
+    assert "prophet" in meta["backtest_mae"].value  # Prophet competed
+    assert meta["plot"].value.startswith("![forecast of checkout-api/cpu](data:image/png;base64,")
+
+
+def test_a_forecast_that_loses_to_seasonal_naive_is_replaced_and_flagged(store_url):
+    # Steady growth on a daily cycle: yesterday lags the trend by a day, a week's median by half a week.
+    days = np.arange(10 * 288) / 288
+    growing = 100 + 50 * days + 20 * np.sin(2 * np.pi * days)
+    _store_history(store_url, "search-api", "requests", _ending_yesterday(growing))
+    result = _materialise(store_url, "search-api:requests", ["daily_profile"])
+    assert result.success  # a warning: plans go on without the forecast
+    check = _checks(result)["beats_seasonal_naive"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    meta = result.asset_materializations_for_node("demand_forecast")[0].metadata
+    assert meta["model"].value == "seasonal_naive_day (fallback)"
+    value = result.output_for_node("demand_forecast")
+    assert value["beats_naive"] is False and len(value["frame"]) == 288
