@@ -111,21 +111,28 @@ def choose_rule(h: np.ndarray, c: float, target: float, period: int, step: float
     b = min(backtest_days, days - 2)
     if b < 1:
         return RuleChoice(NO_FLOOR, cycle, why=f"{days} day(s) of history are too few to prove a floor on")
-    # Replay only what the backtest needs: one day to settle, then the b days it scores.
+    # Replay only what the backtest needs: one day to settle, then the b days it scores. Every
+    # reactive setting of the frontier and every candidate floor run side by side in one pass.
     seg = h[len(h) - (b + 1) * period:]
-    trace = replay.Trace(seg, None, c)
     start = period
-    frontier = [(float(t), _score(seg, replay.serving(trace, float(t)), c, start)) for t in replay.TARGETS]
+    rules = RULES + (FORECAST_RULES if forecaster is not None else [])
+    floors = np.zeros((len(replay.TARGETS) + len(rules), len(seg)), dtype=np.int64)
+    for i, rule in enumerate(rules):
+        if rule.quantile is None:
+            continue
+        row = floors[len(replay.TARGETS) + i]
+        for d in range(b):
+            origin = len(h) - (b - d) * period
+            row[start + d * period: start + (d + 1) * period] = replay.wish(
+                floor_demand(h[:origin], period, period, rule, step, forecaster), c, target)
+    targets = np.concatenate([replay.TARGETS, np.full(len(rules), target)])
+    caps = replay.serving_many(seg, c, targets, floors)
+    frontier = [(float(t), _score(seg, cap, c, start)) for t, cap in zip(replay.TARGETS, caps)]
     max_cost = max(s.cost for _, s in frontier)  # reactive at its lowest target: the range compared
     choice = RuleChoice(NO_FLOOR, cycle)
     best = None
-    for rule in RULES + (FORECAST_RULES if forecaster is not None else []):
-        plan = np.zeros(len(seg), dtype=np.int64)
-        for d in range(b):
-            origin = len(h) - (b - d) * period
-            plan[start + d * period: start + (d + 1) * period] = replay.wish(
-                floor_demand(h[:origin], period, period, rule, step, forecaster), c, target) if rule.quantile else 0
-        s = _score(seg, replay.serving(trace, target, plan), c, start)
+    for rule, cap in zip(rules, caps[len(replay.TARGETS):]):
+        s = _score(seg, cap, c, start)
         ratio = replay.breach_ratio(s, frontier)
         choice.scores[rule.name] = (ratio, s.cost)
         # A floor dearer than reactive tracking at its most generous setting has left the range

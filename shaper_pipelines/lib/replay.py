@@ -67,30 +67,42 @@ def wish(demand: np.ndarray, c: float, target: float) -> np.ndarray:
 def serving(trace: Trace, target: float, plan: np.ndarray | None = None) -> np.ndarray:
     """Instances serving at each step under reactive tracking at ``target``, with ``plan`` (one
     value per step, or None) as a floor that is warm when its step begins."""
-    d, n_steps = trace.demand, len(trace.demand)
-    wants = wish(d, trace.c, target)
-    floor = np.zeros(n_steps, dtype=np.int64) if plan is None else np.asarray(plan, dtype=np.int64)
-    own = int(wants[0])  # the reactive layer starts settled on the first demand
-    arriving = np.zeros(n_steps + BOOT + 1, dtype=np.int64)
-    out = np.empty(n_steps, dtype=np.int64)
-    recent: list[int] = []
-    for t in range(n_steps):
-        own += int(arriving[t])
-        w = int(wants[t - LAG]) if t >= LAG else None
-        if w is not None:
-            recent = (recent + [w])[-SCALE_IN_STEPS:]
-            if len(recent) == SCALE_IN_STEPS and all(x < own for x in recent):
-                own = max(recent)  # scale-in takes effect at once
-                recent = []
-        now = max(own, int(floor[t]))
-        if w is not None:
-            # Target tracking wants what it wants of whatever is serving, the plan's instances
-            # included: when the floor falls, what it still wants stays.
-            own = max(own, min(w, now))
-            pending = int(arriving[t + 1: t + BOOT + 1].sum())
-            if w > now + pending:
-                arriving[t + BOOT] += w - (now + pending)
-        out[t] = now
+    floor = np.zeros((1, len(trace.demand)), dtype=np.int64) if plan is None else np.asarray(plan, dtype=np.int64)[None, :]
+    return serving_many(trace.demand, trace.c, np.array([target]), floor)[0]
+
+
+def serving_many(demand: np.ndarray, c: float, targets: np.ndarray, floors: np.ndarray) -> np.ndarray:
+    """``serving`` for K settings at once (``targets`` shape K, ``floors`` shape K x steps): one
+    pass over time with the K settings side by side, which is what makes a per-series replay
+    of every candidate cheap enough to run for a whole fleet."""
+    targets = np.asarray(targets, dtype=np.float64)
+    floors = np.asarray(floors, dtype=np.int64)
+    k, n = len(targets), len(demand)
+    wants = np.maximum(1, np.ceil(demand[None, :] / (c * targets[:, None]))).astype(np.int64)
+    own = wants[:, 0].copy()  # the reactive layer starts settled on the first demand
+    arriving = np.zeros((k, n + BOOT + 1), dtype=np.int64)
+    recent = np.zeros((k, SCALE_IN_STEPS), dtype=np.int64)  # the last wishes, newest last
+    seen = np.zeros(k, dtype=np.int64)  # wishes since the last scale-in, up to SCALE_IN_STEPS
+    out = np.empty((k, n), dtype=np.int64)
+    for t in range(n):
+        own += arriving[:, t]
+        if t < LAG:
+            out[:, t] = np.maximum(own, floors[:, t])
+            continue
+        w = wants[:, t - LAG]
+        recent[:, :-1] = recent[:, 1:]
+        recent[:, -1] = w
+        seen = np.minimum(seen + 1, SCALE_IN_STEPS)
+        drop = (seen == SCALE_IN_STEPS) & (recent < own[:, None]).all(axis=1)
+        own = np.where(drop, recent.max(axis=1), own)  # scale-in takes effect at once
+        seen = np.where(drop, 0, seen)
+        now = np.maximum(own, floors[:, t])
+        # Target tracking wants what it wants of whatever is serving, the plan's instances
+        # included: when the floor falls, what it still wants stays.
+        own = np.maximum(own, np.minimum(w, now))
+        pending = arriving[:, t + 1: t + BOOT + 1].sum(axis=1)
+        arriving[:, t + BOOT] += np.maximum(w - (now + pending), 0)
+        out[:, t] = now
     return out
 
 
@@ -108,7 +120,8 @@ def score(trace: Trace, capacity: np.ndarray) -> Score:
 
 
 def reactive_frontier(trace: Trace) -> list[tuple[float, Score]]:
-    return [(float(t), score(trace, serving(trace, float(t)))) for t in TARGETS]
+    caps = serving_many(trace.demand, trace.c, TARGETS, np.zeros((len(TARGETS), len(trace.demand)), dtype=np.int64))
+    return [(float(t), score(trace, cap)) for t, cap in zip(TARGETS, caps)]
 
 
 def breach_ratio(policy: Score, frontier: list[tuple[float, Score]]) -> float:

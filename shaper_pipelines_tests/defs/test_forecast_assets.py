@@ -71,3 +71,38 @@ def test_a_forecast_that_loses_to_seasonal_naive_is_replaced_and_flagged(store_u
     assert meta["model"].value == "seasonal_naive_day (fallback)"
     value = result.output_for_node("demand_forecast")
     assert value["beats_naive"] is False and len(value["frame"]) == 288
+
+
+def test_capacity_model_measures_targets_without_a_configured_capacity(store_url, tmp_path, monkeypatch):
+    """An HTTP rehearsal's samples as the agent records them (offered rate, achieved rate per
+    second) for an instance that saturates at 240 req/s."""
+    import yaml
+
+    from shaper_pipelines.defs.forecast.assets import capacity_model
+    from shaper_pipelines.resources.database import DatabaseResource
+    from shaper_pipelines.store.simulation_store import Dispatch, SimulationStore
+
+    targets = [
+        {"name": "measured", "kind": "ecs", "resource": "service/prod/search-api",
+         "history": {"target": "search-api", "metric": "requests"}, "min_capacity": 1, "max_capacity": 10},
+        {"name": "configured", "kind": "asg", "resource": "checkout-api-asg", "capacity_per_instance": 25,
+         "history": {"target": "checkout-api", "metric": "requests"}, "min_capacity": 1, "max_capacity": 10},
+    ]
+    path = tmp_path / "scaling.yaml"
+    path.write_text(yaml.safe_dump({"targets": targets}))
+    monkeypatch.setenv("SHAPER_SCALING_CONFIG", str(path))
+    rng = np.random.default_rng(2)
+    offered = np.linspace(5, 400, 300)
+    achieved = np.minimum(offered, 240) * (1 + 0.03 * rng.standard_normal(len(offered)))
+    with SimulationStore(store_url) as sims:
+        sims.record_dispatches([Dispatch("run-1", "http-ramp", 1, "http://127.0.0.1:1", "network_io", 1.0)], "test")
+        sims.record_result("run-1", "finished", "", [{"t": i, "target": o, "achieved": a}
+                                                     for i, (o, a) in enumerate(zip(offered, achieved))])
+    result = dg.materialize([capacity_model], resources={"database": DatabaseResource(url=store_url)},
+                            selection=[capacity_model.key])
+    assert result.success
+    frame = result.output_for_node("capacity_model").set_index("target")
+    assert frame.loc["measured", "capacity_per_instance"] == pytest.approx(240, rel=0.06)
+    assert frame.loc["measured", "source"].startswith("HTTP rehearsals: saturates at")
+    assert frame.loc["configured", "capacity_per_instance"] == 25
+    assert frame.loc["configured", "source"] == "configured in scaling.yaml"

@@ -143,7 +143,7 @@ def capacity_model(context: dg.AssetExecutionContext, database: DatabaseResource
     scaling = load_scaling()
     measured = None
     with database.simulation_store() as sims:
-        runs = [r for r in sims.runs() if r["resource"] == "network_io" and r["status"] in ("completed", "stopped")]
+        runs = [r for r in sims.runs() if r["resource"] == "network_io" and r["status"] in ("finished", "stopped")]
         if runs:
             samples = pd.concat([sims.samples(r["run_key"]) for r in runs[-5:]], ignore_index=True)
             try:
