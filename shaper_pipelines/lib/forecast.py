@@ -280,12 +280,7 @@ def calendar_inputs(country: str, start: pd.Timestamp, end: pd.Timestamp, subdiv
 
     _check_region(country, subdiv)
     names = _holidays(country, subdiv, start.year - 1, end.year + 1)
-    off = {pd.Timestamp(d) for d in names}
-
-    def business(days: pd.DatetimeIndex) -> np.ndarray:
-        local = days.tz_convert("UTC").tz_localize(None).normalize() if days.tz is not None else days.normalize()
-        return np.array([d.weekday() < 5 and d not in off for d in local], dtype=bool)
-
+    business = _business_days({pd.Timestamp(d) for d in names})
     rows = [{"ds": pd.Timestamp(d), "holiday": str(n)} for d, n in names.items()]
     if events is not None and len(events):
         for e in events.itertuples():
@@ -297,16 +292,27 @@ def calendar_inputs(country: str, start: pd.Timestamp, end: pd.Timestamp, subdiv
 def calendar_from_events(events: pd.DataFrame):
     """The same two inputs from a business calendar frame (``lib.calendars.events_frame``): days a
     holiday covers are not business days; every event day is a Prophet holiday named for it."""
-    holidays = events[events["kind"] == "holiday"]
-    off = {d.tz_localize(None) for e in holidays.itertuples()
-           for d in pd.date_range(e.start.tz_convert("UTC").floor("D"), e.end.tz_convert("UTC") - pd.Timedelta(seconds=1),
-                                  freq="D")}
+    off = {d for e in events[events["kind"] == "holiday"].itertuples() for d in _utc_days(e.start, e.end)}
+    business = _business_days(off)
+    rows = [{"ds": d, "holiday": str(e.name)} for e in events.itertuples() for d in _utc_days(e.start, e.end)]
+    return business, pd.DataFrame(rows, columns=["ds", "holiday"]).drop_duplicates()
+
+
+def _business_days(off: set[pd.Timestamp]) -> Callable[[pd.DatetimeIndex], np.ndarray]:
+    """day -> Monday to Friday and not one of the ``off`` dates (naive UTC midnights)."""
 
     def business(days: pd.DatetimeIndex) -> np.ndarray:
         local = days.tz_convert("UTC").tz_localize(None).normalize() if days.tz is not None else days.normalize()
         return np.array([d.weekday() < 5 and d not in off for d in local], dtype=bool)
 
-    rows = [{"ds": d.tz_localize(None), "holiday": str(e.name)} for e in events.itertuples()
-            for d in pd.date_range(e.start.tz_convert("UTC").floor("D"), e.end.tz_convert("UTC") - pd.Timedelta(seconds=1),
-                                   freq="D")]
-    return business, pd.DataFrame(rows, columns=["ds", "holiday"]).drop_duplicates()
+    return business
+
+
+def _utc_days(start: pd.Timestamp, end: pd.Timestamp) -> list[pd.Timestamp]:
+    """The UTC days (naive midnights) an event covers for at least half of the day - forecasts
+    count days in UTC, so a local holiday is the UTC day it covers most of - or, for a short
+    event, the day it starts on."""
+    start, end = start.tz_convert("UTC"), end.tz_convert("UTC")
+    days = [day for day in pd.date_range(start.floor("D"), end, freq="D", inclusive="left")
+            if min(end, day + pd.Timedelta(days=1)) - max(start, day) >= pd.Timedelta(hours=12)]
+    return [d.tz_localize(None) for d in (days or [start.floor("D")])]

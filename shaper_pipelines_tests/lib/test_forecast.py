@@ -77,3 +77,15 @@ def test_bad_history_and_models_are_refused():
 def test_prophet_is_a_candidate_when_asked():
     f = forecast(_daily(6), pd.Timedelta(hours=6), models=["prophet", "daily_profile"], backtest_days=1)
     assert "prophet" in f.backtest_mae
+
+
+def test_a_local_holiday_is_the_utc_day_it_covers_most_of():
+    from shaper_pipelines.lib.calendars import events_frame, public_holidays
+    from shaper_pipelines.lib.forecast import calendar_from_events
+
+    events = events_frame(public_holidays("US", None, "2026-11-20", "2026-11-30", "America/New_York"))
+    business, holidays = calendar_from_events(events)
+    days = pd.date_range("2026-11-25", "2026-11-27", freq="D", tz="UTC")
+    # Thanksgiving runs 05:00 UTC Thursday to 05:00 UTC Friday: Thursday is off, Friday is not.
+    assert list(business(days)) == [True, False, True]
+    assert list(holidays["ds"]) == [pd.Timestamp("2026-11-26")]
