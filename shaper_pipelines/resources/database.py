@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from shaper_pipelines.store.forecast_store import ForecastStore
 from shaper_pipelines.store.metric_store import MetricStore
 from shaper_pipelines.store.profile_store import ProfileStore
 from shaper_pipelines.store.scaling_store import ScalingStore
@@ -32,3 +33,6 @@ class DatabaseResource(dg.ConfigurableResource):
 
     def scaling_store(self) -> ScalingStore:
         return ScalingStore(self._url())
+
+    def forecast_store(self) -> ForecastStore:
+        return ForecastStore(self._url())

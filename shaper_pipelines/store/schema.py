@@ -110,3 +110,31 @@ scaling_actions = sa.Table(
     sa.Column("plan_id", sa.Integer, sa.ForeignKey("scaling_plans.plan_id"), nullable=True),
     sa.Index("ix_scaling_actions_target", "target"),
 )
+
+forecast_runs = sa.Table(
+    "forecast_runs",
+    metadata,
+    sa.Column("forecast_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("target", sa.String(200), nullable=False),
+    sa.Column("metric", sa.String(64), nullable=False),
+    sa.Column("issued_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("origin_ms", sa.BigInteger, nullable=False, doc="the first forecast step"),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("version", sa.String(16), nullable=False, doc="hash of model, history window and code"),
+    sa.Column("backtest_mase", sa.Float, nullable=False, doc="backtest MAE over seasonal naive's"),
+    sa.Column("beats_naive", sa.Boolean, nullable=False),
+    sa.Column("produced_by", sa.String(200), nullable=False),
+    sa.Index("ix_forecast_runs_series", "target", "metric", "origin_ms"),
+)
+
+forecast_points = sa.Table(
+    "forecast_points",
+    metadata,
+    sa.Column("forecast_id", sa.Integer, sa.ForeignKey("forecast_runs.forecast_id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("ts_ms", sa.BigInteger, primary_key=True),
+    sa.Column("yhat", sa.Float, nullable=False),
+    sa.Column("yhat_lower", sa.Float, nullable=False),
+    sa.Column("yhat_upper", sa.Float, nullable=False),
+    sa.Column("p90", sa.Float, nullable=False),
+)
