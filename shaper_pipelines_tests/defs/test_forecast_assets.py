@@ -106,3 +106,54 @@ def test_capacity_model_measures_targets_without_a_configured_capacity(store_url
     assert frame.loc["measured", "source"].startswith("HTTP rehearsals: saturates at")
     assert frame.loc["configured", "capacity_per_instance"] == 25
     assert frame.loc["configured", "source"] == "configured in scaling.yaml"
+
+
+def _judge(store_url, day: pd.Timestamp, forecast_values: np.ndarray, actual: np.ndarray, yesterday: np.ndarray):
+    """History for the day before and the day, one forecast issued for the day, and
+    forecast_accuracy materialised for it."""
+    from shaper_pipelines.defs.forecast.accuracy import forecast_accuracy
+    from shaper_pipelines.resources.database import DatabaseResource
+    from shaper_pipelines.store.forecast_store import ForecastStore
+
+    index = pd.date_range(day - pd.Timedelta(days=1), periods=2 * 288, freq="5min", tz="UTC")
+    _store_history(store_url, "checkout-api", "requests",
+                   pd.Series(np.concatenate([yesterday, actual]), index=index, name="value"))
+    frame = pd.DataFrame({"timestamp": index[288:], "yhat": forecast_values, "yhat_lower": forecast_values - 5,
+                          "yhat_upper": forecast_values + 5, "p90": forecast_values + 4})
+    with ForecastStore(store_url) as forecasts:
+        fid = forecasts.save("checkout-api", "requests", frame, model="daily_profile", version="abc123",
+                             backtest_mase=0.6, beats_naive=True, produced_by="test")
+    result = dg.materialize([forecast_accuracy], resources={"database": DatabaseResource(url=store_url)},
+                            partition_key=f"{day:%Y-%m-%d}", raise_on_error=False)
+    return result, fid
+
+
+def test_forecast_accuracy_judges_the_forecast_issued_for_the_day(store_url):
+    day = pd.Timestamp("2026-11-20", tz="UTC")
+    rng = np.random.default_rng(1)
+    shape = 100 + 50 * np.sin(np.linspace(0, 2 * np.pi, 288))
+    actual = shape + rng.normal(0, 2, 288)
+    yesterday = shape + rng.normal(0, 8, 288)
+    result, fid = _judge(store_url, day, shape, actual, yesterday)
+    assert result.success
+    meta = result.asset_materializations_for_node("forecast_accuracy")[0].metadata
+    assert meta["judged"].value == 1 and "| checkout-api:requests | daily_profile | abc123 |" in meta["scores"].value
+    checks = _checks(result)
+    assert checks["accuracy_not_degraded"].passed and checks["no_worse_than_seasonal_naive"].passed
+
+
+def test_a_forecast_worse_than_yesterday_fails_the_check_and_asks_for_a_refit(store_url):
+    from shaper_pipelines.defs.forecast.accuracy import refit_requests
+
+    day = pd.Timestamp("2026-11-21", tz="UTC")
+    shape = 100 + 50 * np.sin(np.linspace(0, 2 * np.pi, 288))
+    result, _ = _judge(store_url, day, shape[::-1].copy(), shape, shape)  # the day mirrored: far off
+    checks = _checks(result)
+    assert not checks["no_worse_than_seasonal_naive"].passed
+    assert checks["no_worse_than_seasonal_naive"].severity == dg.AssetCheckSeverity.ERROR
+    assert not checks["accuracy_not_degraded"].passed
+    assert not result.success  # the blocking check stops what would run after it
+    # degraded_accuracy_sensor turns the degraded series into a re-fit of its forecast partition.
+    mat = result.asset_materializations_for_node("forecast_accuracy")[0]
+    requests = refit_requests(mat)
+    assert [r.partition_key for r in requests] == ["checkout-api:requests"]

@@ -89,3 +89,17 @@ def test_a_local_holiday_is_the_utc_day_it_covers_most_of():
     # Thanksgiving runs 05:00 UTC Thursday to 05:00 UTC Friday: Thursday is off, Friday is not.
     assert list(business(days)) == [True, False, True]
     assert list(holidays["ds"]) == [pd.Timestamp("2026-11-26")]
+
+
+def test_accuracy_scores_against_yesterday_on_shared_steps():
+    from shaper_pipelines.lib.accuracy import score
+
+    index = pd.date_range("2026-11-20", periods=4, freq="5min", tz="UTC")
+    actual = pd.Series([10.0, 20.0, 30.0, 40.0], index=index)
+    yesterday = pd.Series([14.0, 24.0, 34.0, np.nan], index=index)  # off by 4 where known
+    forecast = pd.DataFrame({"timestamp": index, "yhat": [11.0, 22.0, 33.0, 99.0],
+                             "yhat_lower": [9.0, 21.0, 25.0, 0.0], "yhat_upper": [12.0, 23.0, 35.0, 100.0]})
+    a = score(forecast, actual, yesterday)
+    assert a.points == 3 and a.mase == pytest.approx(2 / 4)  # errors 1, 2, 3 against 4, 4, 4
+    assert a.coverage == pytest.approx(2 / 3) and a.bias == pytest.approx(2 / 20)
+    assert not a.worse_than_naive and a.degraded  # coverage under 70 %

@@ -53,12 +53,20 @@ def _history(database: DatabaseResource, target: str, metric: str, days: int) ->
     return frame["value"].interpolate(limit_direction="both")
 
 
+FORECAST_CODE_VERSION = "1"  # bump when the forecasting logic changes: it is part of each forecast's version
+# Re-fit when new history lands (and not while a fit of the same partition is running).
+REFIT = (dg.AutomationCondition.any_deps_updated() & ~dg.AutomationCondition.in_progress()).with_label(
+    "re-fit when its inputs change")
+
+
 @dg.asset(
     partitions_def=series_partitions,
     group_name="forecast",
     kinds={"python", "prophet"},
     owners=["team:platform"],
     deps=ALL_HISTORY,
+    code_version=FORECAST_CODE_VERSION,
+    automation_condition=REFIT,
     check_specs=[
         dg.AssetCheckSpec("beats_seasonal_naive", asset="demand_forecast", blocking=True,
                           description="The chosen forecast's backtest MAE is below seasonal naive's. When it "
@@ -108,11 +116,22 @@ def demand_forecast(context: dg.AssetExecutionContext, config: ForecastConfig, d
                 and (frame["yhat"] <= frame["p90"] + 1e-9).all()
                 and (frame["p90"] <= frame["yhat_upper"] + 1e-9).all()
                 and (history.min() < 0 or (values >= 0).all()))
+    model = "seasonal_naive_day" if fallback else result.model
+    version = _version(model, history, config)
+    forecast_id = None
+    if sane:  # kept for forecast_accuracy to judge once its day has happened
+        with database.forecast_store() as forecasts:
+            forecast_id = forecasts.save(target, metric, frame, model=model, version=version,
+                                         backtest_mase=result.mase, beats_naive=not fallback,
+                                         produced_by=f"dagster run {context.run_id}")
     yield dg.Output(
-        {"target": target, "metric": metric, "frame": frame, "model": "seasonal_naive_day" if fallback else result.model,
-         "mase": result.mase, "beats_naive": not fallback, "step": float(history.index.to_series().diff().median().total_seconds())},
+        {"target": target, "metric": metric, "frame": frame, "model": model, "version": version,
+         "forecast_id": forecast_id, "mase": result.mase, "beats_naive": not fallback,
+         "step": float(history.index.to_series().diff().median().total_seconds())},
         metadata={
             "model": "seasonal_naive_day (fallback)" if fallback else result.model,
+            "version": version,
+            "forecast_id": dg.MetadataValue.int(forecast_id) if forecast_id is not None else "not stored (not sane)",
             "backtest_mae_vs_seasonal_naive": dg.MetadataValue.float(float(result.mase)),
             "backtest_mae": dg.MetadataValue.json({k: round(v, 6) for k, v in result.backtest_mae.items()}),
             "horizon_steps": dg.MetadataValue.int(len(frame)),
@@ -127,12 +146,24 @@ def demand_forecast(context: dg.AssetExecutionContext, config: ForecastConfig, d
     yield dg.AssetCheckResult(check_name="forecast_is_sane", passed=sane, severity=dg.AssetCheckSeverity.ERROR)
 
 
+def _version(model: str, history: pd.Series, config: ForecastConfig) -> str:
+    """What identifies a fitted forecast: the model, the history it saw and the code that fitted it."""
+    import hashlib
+    import json
+
+    key = json.dumps({"model": model, "from": str(history.index[0]), "to": str(history.index[-1]),
+                      "points": len(history), "sum": round(float(history.sum()), 6), "horizon": config.horizon_hours,
+                      "code": FORECAST_CODE_VERSION}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 class CapacityConfig(dg.Config):
     keep_up: float = 0.95  # achieved/offered below this is saturation
 
 
 @dg.asset(group_name="forecast", kinds={"python", "scikitlearn"}, owners=["team:platform"],
-          deps=[dg.AssetDep("simulation_results", partition_mapping=dg.AllPartitionMapping())])
+          deps=[dg.AssetDep("simulation_results", partition_mapping=dg.AllPartitionMapping())],
+          automation_condition=REFIT)
 def capacity_model(context: dg.AssetExecutionContext, database: DatabaseResource) -> pd.DataFrame:
     """Load one instance serves at 100 % utilisation, per scaling target. Measured by HTTP
     rehearsals (network_io simulations: achieved against offered requests per second, an isotonic
@@ -177,7 +208,7 @@ class PlanConfig(dg.Config):
     critical_utilization: float = 0.9  # a plan predicting this at its floor is worth a notice
 
 
-@dg.asset(group_name="forecast", kinds={"python"}, owners=["team:platform"])
+@dg.asset(group_name="forecast", kinds={"python"}, owners=["team:platform"], automation_condition=REFIT)
 def utilisation_forecast(context: dg.AssetExecutionContext, demand_forecast: dict,
                          capacity_model: pd.DataFrame) -> pd.DataFrame:
     """Predicted utilisation (p50 and p90) per scaling target if it stayed at its configured
@@ -208,7 +239,8 @@ def utilisation_forecast(context: dg.AssetExecutionContext, demand_forecast: dic
         columns=["target", "timestamp", "utilization_p50", "utilization_p90", "capacity"])
 
 
-@dg.asset(group_name="forecast", kinds={"python", "sql"}, owners=["team:platform"], deps=ALL_HISTORY)
+@dg.asset(group_name="forecast", kinds={"python", "sql"}, owners=["team:platform"], deps=ALL_HISTORY,
+          automation_condition=REFIT)
 def scaling_plan(context: dg.AssetExecutionContext, config: PlanConfig, database: DatabaseResource,
                  demand_forecast: dict, capacity_model: pd.DataFrame, utilisation_forecast: pd.DataFrame,
                  business_calendar: pd.DataFrame) -> pd.DataFrame:
@@ -247,7 +279,8 @@ def scaling_plan(context: dg.AssetExecutionContext, config: PlanConfig, database
                               "the floor comes from history alone")
         frame = plan.frame.copy()
         frame.insert(0, "target", t.name)
-        model = f"floor: {plan.rule.rule.name}; forecast: {fc.get('model', 'none')}"
+        model = (f"floor: {plan.rule.rule.name}; forecast: {fc.get('model', 'none')} "
+                 f"(version {fc.get('version', '-')}, forecast_id {fc.get('forecast_id', '-')})")
         with database.scaling_store() as store:
             plan_id = store.save_plan(t.name, frame[["timestamp", "desired_capacity", "reason"]],
                                       produced_by=f"dagster run {context.run_id}", model=model)
