@@ -256,7 +256,7 @@ def scaling_plan(context: dg.AssetExecutionContext, config: PlanConfig, database
     scaling = load_scaling()
     capacity = capacity_model.set_index("target")["capacity_per_instance"]
     business, holidays = calendar_from_events(business_calendar)
-    plans, sections, failures = [], [], []
+    plans, sections, failures, critical = [], [], [], []
     for t in scaling.targets:
         key = f"{t.history.target}:{t.history.metric}"
         c = float(capacity.get(t.name, float("nan")))
@@ -264,6 +264,14 @@ def scaling_plan(context: dg.AssetExecutionContext, config: PlanConfig, database
             failures.append(f"{t.name}: no capacity per instance (configure one or run an HTTP rehearsal)")
             continue
         fc = demand_forecast.get(key, {})
+        # Critical: the p90 forecast would run the target above critical_utilization even with
+        # every instance it may have - no plan can help, people must.
+        if fc.get("frame") is not None:
+            ceiling = fc["frame"]["p90"].to_numpy() / (t.max_capacity * c)
+            if ceiling.max() > config.critical_utilization:
+                i = int(ceiling.argmax())
+                critical.append({"target": t.name, "utilization": float(ceiling[i]), "max_capacity": t.max_capacity,
+                                 "at": f"{fc['frame']['timestamp'].iloc[i]:%Y-%m-%d %H:%M} UTC"})
         history = _history(database, t.history.target, t.history.metric, config.lookback_days)
         try:
             plan = make_plan(history, pd.Timedelta(hours=config.horizon_hours), capacity_per_instance=c,
@@ -295,6 +303,7 @@ def scaling_plan(context: dg.AssetExecutionContext, config: PlanConfig, database
     context.add_output_metadata({
         "targets": dg.MetadataValue.int(len(plans)),
         "failed": dg.MetadataValue.json(failures),
+        "critical": dg.MetadataValue.json(critical),
         "plan": dg.MetadataValue.md("\n\n".join(sections)),
     })
     return out
