@@ -210,21 +210,25 @@ def _has_data(server: PrometheusServer, s: LoadedSeries) -> bool:
 
 
 def start_prometheus(series: list[LoadedSeries] | None = None, *, directory: Path | None = None,
-                     retention: str = "3650d", timeout: float = 60.0) -> PrometheusServer:
+                     retention: str = "3650d", timeout: float = 60.0, scrape_configs: list[dict] | None = None,
+                     scrape_interval: str = "1m") -> PrometheusServer:
     """Start Prometheus on a free loopback port, after backfilling ``series`` into a new temp
     directory; return once it is ready and the first series is queryable.
 
     With ``directory`` (a killed or crashed server's) it starts again on that data without
-    backfilling; ``series`` then only says what to wait for."""
+    backfilling; ``series`` then only says what to wait for. ``scrape_configs`` (prometheus.yml's
+    entries, as dicts) gives it targets to scrape every ``scrape_interval``; by default it has none."""
     prometheus, promtool = _binary("prometheus"), _binary("promtool")
     fresh = directory is None
     directory = Path(tempfile.mkdtemp(prefix="shaper-prom-")) if fresh else Path(directory)
     try:
         if fresh and series:
             _backfill(promtool, series, directory)
-        # No scrape targets at all: the server serves only what was backfilled.
-        (directory / "prometheus.yml").write_text("global:\n  scrape_interval: 1m\n"
-                                                  "  evaluation_interval: 1m\nscrape_configs: []\n")
+        # By default no scrape targets at all: the server serves only what was backfilled. JSON is
+        # YAML, and keeps the default file exactly what it always was.
+        (directory / "prometheus.yml").write_text(f"global:\n  scrape_interval: {scrape_interval}\n"
+                                                  f"  evaluation_interval: {scrape_interval}\n"
+                                                  f"scrape_configs: {json.dumps(scrape_configs or [])}\n")
     except BaseException:
         if fresh:
             shutil.rmtree(directory, ignore_errors=True)

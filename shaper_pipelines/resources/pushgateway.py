@@ -1,0 +1,53 @@
+"""Where shaper's exported predictions go: a Prometheus Pushgateway, or a textfile for
+node_exporter's textfile collector when none is set (the embedded default)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import dagster as dg
+
+URL_VAR = "SHAPER_PUSHGATEWAY_URL"
+
+
+@dataclass(frozen=True)
+class Published:
+    kind: str  # "pushgateway" or "textfile"
+    where: str  # the group's URL, or the file's path
+
+
+class PushgatewayResource(dg.ConfigurableResource):
+    """``url`` empty means the embedded default: the exposition is written atomically to
+    ``textfile_path`` (default ``$SHAPER_HOME/export/shaper.prom``), where node_exporter's textfile
+    collector or a file-serving scrape can pick it up. Set SHAPER_PUSHGATEWAY_URL (read in
+    defs/resources.py) to push to a Pushgateway instead; each push replaces the job's group."""
+
+    url: str = ""
+    job: str = "shaper"
+    timeout_seconds: float = 10.0
+    retries: int = 3
+    backoff_seconds: float = 0.5
+    textfile_path: str = ""
+
+    @classmethod
+    def from_env(cls) -> "PushgatewayResource":
+        return cls(url=os.environ.get(URL_VAR, "").strip())
+
+    def textfile(self):
+        from pathlib import Path
+
+        from shaper_pipelines.settings import shaper_home
+
+        return Path(self.textfile_path) if self.textfile_path else shaper_home() / "export" / "shaper.prom"
+
+    def publish(self, body: str) -> Published:
+        from shaper_pipelines.lib.export import push, write_textfile
+
+        if self.url:
+            where = push(self.url, self.job, body, self.timeout_seconds, retries=self.retries,
+                         backoff_seconds=self.backoff_seconds)
+            return Published("pushgateway", where)
+        path = self.textfile()
+        write_textfile(path, body)
+        return Published("textfile", str(path))
