@@ -8,10 +8,12 @@ import os
 import sys
 
 from shaper_pipelines.cli import agent as agent_cli
+from shaper_pipelines.cli import api as api_cli
 from shaper_pipelines.cli import events as events_cli
 from shaper_pipelines.cli import forecasting as forecasting_cli
 from shaper_pipelines.cli import history as history_cli
 from shaper_pipelines.cli import profiles as profiles_cli
+from shaper_pipelines.cli import scaling as scaling_cli
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     agent_cli.add_worker_parser(sub)
     events_cli.add_parser(sub)
     forecasting_cli.add_parsers(sub)
+    api_cli.add_parser(sub)
+    scaling_cli.add_parser(sub)
     return parser
 
 

@@ -138,3 +138,16 @@ forecast_points = sa.Table(
     sa.Column("yhat_upper", sa.Float, nullable=False),
     sa.Column("p90", sa.Float, nullable=False),
 )
+
+# Operator switches for scaling, as a history: the newest row is in force, and every change says
+# who made it and why. No row yet means the safe default (dry run, not paused).
+scaling_mode_changes = sa.Table(
+    "scaling_mode_changes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("dry_run", sa.Boolean, nullable=False, doc="approvals apply as dry runs unless they say otherwise"),
+    sa.Column("paused", sa.Boolean, nullable=False, doc="approvals are refused"),
+    sa.Column("note", sa.Text, nullable=False),
+)

@@ -17,6 +17,13 @@ def _job(store_url, endpoint: str):
                                "autoscaling": AutoScalingResource(endpoint_url=endpoint)}
 
 
+def _switch(store_url, **mode):
+    from shaper_pipelines.store.control_store import ControlStore
+
+    with ControlStore(store_url) as control:
+        control.set_scaling_mode(actor="test", note="", **mode)
+
+
 def _config(tmp_path, monkeypatch, targets):
     path = tmp_path / "scaling.yaml"
     path.write_text(yaml.safe_dump({"targets": [t.model_dump(mode="json") for t in targets]}))
@@ -40,8 +47,17 @@ def test_apply_job_dry_run_by_default_then_for_real(aws, scaling_store, store_ur
     recorded = scaling_store.actions()
     assert recorded and all(a["dry_run"] and a["outcome"] == "would-apply" for a in recorded)
 
-    real = job.execute_in_process(resources=resources, run_config={
-        "ops": {"apply_scaling_plans": {"config": {"dry_run": False, "actor": "alice"}}}})
+    for_real = {"ops": {"apply_scaling_plans": {"config": {"dry_run": False, "actor": "alice"}}}}
+    refused = job.execute_in_process(resources=resources, run_config=for_real, raise_on_error=False)
+    assert not refused.success  # the operators' switch is still on dry run, whatever the run says
+    assert "dry-run mode" in next(e for e in refused.all_events if e.is_step_failure).event_specific_data.error.message
+    assert aws.asg_scheduled(asg.resource) == {}
+    _switch(store_url, dry_run=False, paused=True)
+    paused = job.execute_in_process(resources=resources, run_config=for_real, raise_on_error=False)
+    assert not paused.success and aws.asg_scheduled(asg.resource) == {}
+    _switch(store_url, dry_run=False, paused=False)
+
+    real = job.execute_in_process(resources=resources, run_config=for_real)
     assert real.success
     floors = sorted(a["MinSize"] for a in aws.asg_scheduled(asg.resource).values())
     assert floors == [2, 4, 6, 9]  # the rises, the fall to 4 and back to the configured minimum
@@ -60,6 +76,7 @@ def test_apply_job_fails_clearly_on_an_unknown_group_and_changes_nothing(aws, sc
     asg = demo_targets["asg"]
     _config(tmp_path, monkeypatch, [asg])
     scaling_store.save_plan(asg.name, plan_frame(next_hour(hours=2), [3, 5]), "test", "floor: test")
+    _switch(store_url, dry_run=False, paused=False)
     job, resources = _job(store_url, aws.url)
     result = job.execute_in_process(resources=resources, raise_on_error=False, run_config={
         "ops": {"apply_scaling_plans": {"config": {"dry_run": False}}}})

@@ -25,6 +25,19 @@ def apply_scaling_plans(context: dg.OpExecutionContext, config: ApplyConfig) -> 
     names = config.targets or [t.name for t in scaling.targets]
     actor = config.actor or context.run.tags.get("user", "") or f"dagster run {context.run_id}"
     online = aws.reachable()
+    if not config.dry_run:
+        # The operators' switches (control API, `shaper scaling mode`) outrank a run's config.
+        from shaper_pipelines.store.control_store import ControlStore
+
+        with ControlStore(database._url()) as control:
+            mode = control.scaling_mode()
+        who = f" (set by {mode.changed_by or 'nobody'}{': ' + mode.note if mode.note else ''})"
+        if mode.paused:
+            raise dg.Failure(f"scaling is paused{who}; nothing was applied. Resume it with "
+                             "`shaper scaling mode --resume` or PUT /v1/scaling/mode")
+        if mode.dry_run:
+            raise dg.Failure(f"scaling is in dry-run mode{who}; nothing was applied. Switch it with "
+                             "`shaper scaling mode --dry-run off` or PUT /v1/scaling/mode")
     if not config.dry_run and not online:
         raise dg.Failure("no AWS endpoint and no AWS credentials: a real apply has nothing to apply to "
                          "(set SHAPER_AWS_ENDPOINT_URL or configure AWS credentials)")
