@@ -38,10 +38,15 @@ def stages(today) -> list[Stage]:
         Stage("business calendar and derived profiles", "derived_profiles_job", {}),
         Stage(f"a gentle local simulation of {GENTLE} on the local agent", "load_simulation_job", {},
               {"ops": {"select_profiles": {"config": {"profile_ids": [GENTLE], "intensity": 1.0}}}}),
+        # The feedback loop on a day that has happened: forecast it from the days before, then judge.
+        *[Stage(f"demand forecast of {key} as of {last}", "forecast_job", {"dagster/partition": key},
+                {"ops": {"demand_forecast": {"config": {"as_of": last}}}}) for key in _series()],
+        Stage(f"forecast accuracy on {last}", "accuracy_job", {"dagster/partition": last}),
         *[Stage(f"demand forecast of {key}", "forecast_job", {"dagster/partition": key}) for key in _series()],
         Stage("capacity model, utilisation forecast and scaling plan", "plan_job", {}),
         Stage("apply the scaling plans (dry run: records what would be done, changes nothing)",
               "apply_scaling_job", {}, {"ops": {"apply_scaling_plans": {"config": {"dry_run": True}}}}),
+        Stage("export predictions for Prometheus", "prometheus_export_job", {}),
     ]
 
 
@@ -144,6 +149,10 @@ def _summary(stage: Stage, result) -> str:
         lines.extend("  " + row for row in table.splitlines())
     for event in result.get_asset_materialization_events():
         meta = event.event_specific_data.materialization.metadata
+        if "scores" in meta:
+            lines.extend("  " + row for row in meta["scores"].value.splitlines() if not row.startswith("|---"))
+        if "destination" in meta and "where" in meta:
+            lines.append(f"  exported to {meta['destination'].value}: {meta['where'].value}")
         if "model" in meta and "backtest_mae_vs_seasonal_naive" in meta:
             lines.append(f"  model: {meta['model'].value}; backtest MAE "
                          f"{meta['backtest_mae_vs_seasonal_naive'].value:.3f}x seasonal naive's")

@@ -61,8 +61,8 @@ def test_shaper_run_on_embedded_defaults(shaper_home):
     with dg.DagsterInstance.from_config(str(instance_dir)) as instance:
         runs = instance.get_runs()
         assert sorted(set(r.job_name for r in runs)) == [
-            "__ASSET_JOB", "apply_scaling_job", "derived_profiles_job", "forecast_job", "history_job",
-            "load_simulation_job", "plan_job", "predefined_profiles_job"]
+            "__ASSET_JOB", "accuracy_job", "apply_scaling_job", "derived_profiles_job", "forecast_job", "history_job",
+            "load_simulation_job", "plan_job", "predefined_profiles_job", "prometheus_export_job"]
         assert all(r.is_success for r in runs)
         # The main job ends in a dry-run plan with its reasons, recorded and shown.
         assert len(instance.get_materialized_partitions(dg.AssetKey("demand_forecast"))) == 5
@@ -70,6 +70,10 @@ def test_shaper_run_on_embedded_defaults(shaper_home):
         assert plan.metadata["targets"].value == 2 and "floor rule" in plan.metadata["plan"].value
         apply_run = next(r for r in runs if r.job_name == "apply_scaling_job")
         assert apply_run.run_config["ops"]["apply_scaling_plans"]["config"]["dry_run"] is True
+        # The feedback loop ran on yesterday: every series' forecast as of then was judged.
+        accuracy = instance.get_latest_materialization_event(dg.AssetKey("forecast_accuracy")).asset_materialization
+        assert accuracy.metadata["judged"].value == 5
+    assert "# TYPE shaper_planned_capacity gauge" in (shaper_home / "export" / "shaper.prom").read_text()
     assert "apply the scaling plans (dry run" in result.stdout and "| serving at (UTC) |" in result.stdout
     from shaper_pipelines.store.scaling_store import ScalingStore
     with ScalingStore(f"sqlite:///{shaper_home / 'profiles.db'}") as store:
@@ -93,7 +97,7 @@ def test_shaper_run_on_postgresql_keeps_runs_and_profiles_there(postgres, shaper
     assert not (shaper_home / "profiles.db").exists()
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar() == 12
+        assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar() == 19
         assert conn.execute(sa.text("SELECT status FROM simulation_runs")).scalar() == "finished"
         assert conn.execute(sa.text("SELECT count(DISTINCT target) FROM metric_samples")).scalar() == 2
         by_source = dict(conn.execute(sa.text(

@@ -93,3 +93,8 @@ def refit_requests(mat) -> list[dg.RunRequest]:
     return [dg.RunRequest(run_key=f"refit:{series}:{mat.partition}", partition_key=series,
                           tags={"shaper/reason": f"forecast accuracy degraded on {mat.partition}"})
             for series in (degraded.value if degraded else [])]
+
+
+accuracy_job = dg.define_asset_job(
+    "accuracy_job", selection=dg.AssetSelection.assets(forecast_accuracy),
+    description="Judge the forecasts issued for one day (a partition) against what happened.")

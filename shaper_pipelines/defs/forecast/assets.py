@@ -40,11 +40,16 @@ class ForecastConfig(dg.Config):
     horizon_hours: int = 48
     models: list[str] = []  # empty: the fast candidates and Prophet
     backtest_days: int = 4
+    # A UTC date: forecast from the history before it, as if it were issued then (to judge the
+    # forecasting on days that have already happened). Empty: now.
+    as_of: str = ""
 
 
-def _history(database: DatabaseResource, target: str, metric: str, days: int) -> pd.Series:
-    """The stored series over the last ``days`` whole days, gaps interpolated (and counted)."""
-    today = pd.Timestamp.now(tz="UTC").floor("D")
+def _history(database: DatabaseResource, target: str, metric: str, days: int, as_of: str = "") -> pd.Series:
+    """The stored series over the ``days`` whole days before ``as_of`` (a UTC date; default: up to
+    now), gaps interpolated."""
+    today = pd.Timestamp(as_of, tz="UTC").floor("D") - pd.Timedelta(days=1) if as_of else \
+        pd.Timestamp.now(tz="UTC").floor("D")
     with database.metric_store() as store:
         frame = store.read(target, metric, today - pd.Timedelta(days=days), today + pd.Timedelta(days=1))
     if len(frame) < 2:
@@ -87,7 +92,7 @@ def demand_forecast(context: dg.AssetExecutionContext, config: ForecastConfig, d
     from shaper_pipelines.lib.plots import overlay_plot_png, png_markdown
 
     target, metric = context.partition_key.split(":", 1)
-    history = _history(database, target, metric, config.lookback_days)
+    history = _history(database, target, metric, config.lookback_days, config.as_of)
     business, holidays = calendar_from_events(business_calendar)
     models = config.models or [*FAST, "prophet"]
     result = forecast(history, pd.Timedelta(hours=config.horizon_hours), models=models, business=business,
