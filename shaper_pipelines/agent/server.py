@@ -210,7 +210,7 @@ class Agent:
 
     def _drive(self, run: Run) -> None:
         """Follow the profile second by second; whatever happens, the generator is stopped."""
-        generator = None
+        generator, outcome = None, None
         try:
             generator = self._generator(run)
             run.pids = list(generator.pids)
@@ -222,12 +222,15 @@ class Agent:
                     break
                 run.samples.append((second, target, float(generator.tick())))
             else:
-                run.status = "finished"
+                outcome = ("finished", run.reason)
         except Exception as exc:  # a generator that fails is a failed run, explained, not a dead agent
-            run.status, run.reason = "failed", f"{type(exc).__name__}: {exc}"
+            outcome = ("failed", f"{type(exc).__name__}: {exc}")
         finally:
             if generator is not None:
                 generator.stop()
+            # Said only once the load is gone and its files removed: "finished" means cleaned up.
+            if outcome is not None:
+                run.status, run.reason = outcome
 
     def metrics(self) -> str:
         lines = ["# HELP shaper_agent_target_load Target load of the active run, in its unit.",
