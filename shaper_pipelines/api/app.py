@@ -310,6 +310,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     _exception_handlers(app)
 
     app.include_router(_public())
+    app.include_router(_metrics())
     app.include_router(_simulations())
     app.include_router(_scaling())
     return app
@@ -340,6 +341,30 @@ def _public() -> APIRouter:
     @router.get("/health", response_model=m.Health, summary="Liveness (no token needed)")
     def health():
         return {"status": "ok"}
+
+    return router
+
+
+def _metrics() -> APIRouter:
+    """The newest Prometheus export (``prometheus_export`` without a Pushgateway writes it under
+    SHAPER_HOME) as a scrape endpoint, so a Prometheus can be pointed at shaper directly. Outside
+    /v1 and without a token, as scrape targets usually are: it holds predictions, not controls."""
+    from fastapi.responses import PlainTextResponse
+
+    router = APIRouter(tags=["metrics"])
+
+    @router.get("/metrics", response_class=PlainTextResponse, responses={503: {"description": "nothing exported yet"}},
+                summary="shaper's predictions in the Prometheus text format")
+    def metrics():
+        from shaper_pipelines.resources.pushgateway import PushgatewayResource
+
+        path = PushgatewayResource().textfile()
+        try:
+            text = path.read_text()
+        except OSError:
+            return PlainTextResponse(f"# nothing exported yet at {path}: materialise prometheus_export\n",
+                                     status_code=503)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     return router
 
