@@ -5,10 +5,12 @@ How the floor is made. Reactive tracking breaches on rising edges: it sees load 
 new instances need two more to serve. A day-ahead floor helps exactly there, if it holds the
 instances the coming rise needs before it starts. So the floor is the demand that has been seen at
 that time of day over the last week (a high quantile of it), widened by a window either side so
-that a rise a little earlier than usual is still covered, at the target utilisation. Which
-quantile and window, or no floor at all, is decided per series by replaying the last days of its
+that a rise a little earlier than usual is still covered, at the target utilisation - or the p90
+demand forecast, when it beats seasonal naive. Which candidate, or no floor at all, is decided per series by replaying the last days of its
 own history (``lib.replay``): the candidate that would have breached least relative to reactive
-tracking at no higher cost wins. A series without a daily cycle gets no floor: do no harm.
+tracking at no higher cost wins, and only if it wins clearly (``MARGIN``): a series whose floors
+do not beat reactive tracking on its own history - no daily cycle, or only spikes - gets none.
+Do no harm.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from shaper_pipelines.lib import replay
 
 PROFILE_DAYS = 7
 BACKTEST_DAYS = 4
-MIN_CYCLE = -1.0  # correlation of consecutive days' hourly shapes below which there is no daily cycle
 # Candidate floors: (quantile of the week's demand at that time of day, minutes either side a rise
 # may come early or late). From a cheap median floor to the week's peak held an hour around it.
 SHAPES = ((0.5, 0), (0.5, 10), (0.8, 10), (0.8, 30), (1.0, 30), (1.0, 60))
@@ -105,9 +106,6 @@ def choose_rule(h: np.ndarray, c: float, target: float, period: int, step: float
     """Replay the last days of the history under each rule and keep the best."""
     cycle = daily_cycle(h, period)
     days = len(h) // period
-    if cycle < MIN_CYCLE:
-        return RuleChoice(NO_FLOOR, cycle, why=f"no daily cycle (consecutive days correlate {cycle:.2f} < "
-                                                 f"{MIN_CYCLE}): reactive tracking stays in charge")
     b = min(backtest_days, days - 2)
     if b < 1:
         return RuleChoice(NO_FLOOR, cycle, why=f"{days} day(s) of history are too few to prove a floor on")
@@ -147,7 +145,7 @@ def choose_rule(h: np.ndarray, c: float, target: float, period: int, step: float
         return choice
     choice.rule = best[1]
     choice.why = (f"{best[1].name}: breached {best[0][0]:.2f}x as often as reactive tracking at no higher cost "
-                  f"over the last {b} day(s) of history (daily cycle {cycle:.2f})")
+                  f"over the last {b} day(s) of history (day-to-day likeness {cycle:.2f})")
     return choice
 
 
