@@ -8,6 +8,9 @@ keep consistent, and a scrape stamps them anyway):
   scaling target at its configured minimum capacity (what ``utilisation_forecast`` holds), p50
   (``quantile="0.5"``) and p90 (``"0.9"``); ``window="now"`` is the step in force at export time,
   ``"next_1h"``/``"next_24h"`` the maximum from that step to one hour / one day ahead;
+- ``shaper_actual_utilization_ratio{target,resource}``: the latest observed demand of a scaling
+  target's history series on the same basis (divided by its minimum capacity times the capacity
+  per instance), when the caller passes ``observed``: what the dashboards set the prediction against;
 - ``shaper_planned_capacity{target,group,kind}``: the plan's floor in force now, and
   ``shaper_planned_capacity_max{target,group,kind,window="next_24h"}`` its maximum over the next day
   (``group`` is the Auto Scaling group or ECS service, ``target`` shaper's name for it);
@@ -41,6 +44,9 @@ HELP = {
     "shaper_predicted_utilization_ratio":
         "Predicted utilisation of a scaling target at its configured minimum capacity (1 = full). "
         "window=now is the step in force at export, next_1h/next_24h the maximum up to that far ahead.",
+    "shaper_actual_utilization_ratio":
+        "Latest observed demand of a scaling target divided by what its configured minimum capacity serves "
+        "(1 = full): the same basis as shaper_predicted_utilization_ratio.",
     "shaper_planned_capacity": "Floor of warm instances the scaling plan holds now.",
     "shaper_planned_capacity_max": "Largest floor of warm instances the scaling plan holds within the window.",
     "shaper_forecast_mase": "Backtest MAE of the forecast divided by seasonal naive's (below 1 beats seasonal naive).",
@@ -155,7 +161,7 @@ def _get(obj, key: str, default=None):
 
 
 def prediction_samples(*, utilisation: pd.DataFrame, plan: pd.DataFrame, forecasts: Mapping[str, Mapping] | Iterable[Mapping],
-                       targets: Iterable[Any] = (), now) -> list[Sample]:
+                       targets: Iterable[Any] = (), now, observed: pd.DataFrame | None = None) -> list[Sample]:
     """The samples of every family from the assets' values.
 
     ``utilisation``: target, timestamp, utilization_p50, utilization_p90 (``utilisation_forecast``);
@@ -163,7 +169,10 @@ def prediction_samples(*, utilisation: pd.DataFrame, plan: pd.DataFrame, forecas
     ``demand_forecast`` values (a dict per series, or a mapping of partition key to them) with
     target, metric, model, mase, beats_naive; ``targets``: the scaling targets (objects or dicts
     with name, kind, resource) that give the resource and kind labels - a target missing there
-    gets empty ones; ``now``: the export time (naive means UTC)."""
+    gets empty ones; ``now``: the export time (naive means UTC); ``observed`` (optional): the
+    latest observed demand per scaling target, columns target, demand, min_capacity and
+    capacity_per_instance, one row per target, for ``shaper_actual_utilization_ratio`` (a row
+    whose demand or capacity is missing, not finite or not positive is left out)."""
     now = _utc(now)
     info = {_get(t, "name"): t for t in targets}
     out: list[Sample] = []
@@ -184,6 +193,9 @@ def prediction_samples(*, utilisation: pd.DataFrame, plan: pd.DataFrame, forecas
                     if len(positions):
                         out.append(sample("shaper_predicted_utilization_ratio", np.nanmax(values[positions]),
                                           **labels, window=window))
+
+    if observed is not None and len(observed):
+        out.extend(_actual_samples(observed, info))
 
     if len(plan):
         frame = plan.assign(timestamp=_times(plan["timestamp"]))
@@ -217,11 +229,33 @@ def prediction_samples(*, utilisation: pd.DataFrame, plan: pd.DataFrame, forecas
     return out
 
 
+def _actual_samples(observed: pd.DataFrame, info: Mapping[str, Any]) -> list[Sample]:
+    """``shaper_actual_utilization_ratio`` per row of ``observed``: demand / (min_capacity x
+    capacity_per_instance), the basis ``utilisation_forecast`` divides the forecast by."""
+    missing = {"target", "demand", "min_capacity", "capacity_per_instance"} - set(observed.columns)
+    if missing:
+        raise ValueError(f"observed needs the columns target, demand, min_capacity and capacity_per_instance "
+                         f"(missing: {', '.join(sorted(missing))})")
+    twice = observed["target"][observed["target"].duplicated()]
+    if len(twice):
+        raise ValueError(f"observed has more than one row for {', '.join(sorted(map(str, set(twice))))}")
+    out = []
+    for row in observed.sort_values("target", kind="stable").itertuples(index=False):
+        demand = pd.to_numeric(row.demand, errors="coerce")
+        at = pd.to_numeric(row.min_capacity, errors="coerce") * pd.to_numeric(row.capacity_per_instance,
+                                                                            errors="coerce")
+        if not (np.isfinite(demand) and np.isfinite(at) and at > 0):
+            continue
+        out.append(sample("shaper_actual_utilization_ratio", float(demand) / float(at), target=row.target,
+                          resource=_get(info.get(row.target, {}), "resource", "")))
+    return out
+
+
 def build_exposition(*, utilisation: pd.DataFrame, plan: pd.DataFrame, forecasts, targets: Iterable[Any] = (),
-                     now) -> str:
+                     now, observed: pd.DataFrame | None = None) -> str:
     """The text exposition of :func:`prediction_samples`."""
     return render(prediction_samples(utilisation=utilisation, plan=plan, forecasts=forecasts, targets=targets,
-                                     now=now))
+                                     now=now, observed=observed))
 
 
 def _path_segment(name: str, value: str) -> str:

@@ -324,9 +324,12 @@ def _materialise_export(resource, raise_on_error: bool = True):
     compute them (history, forecasts, plans) are far too heavy for this test."""
     from shaper_pipelines.defs.channels.export import prometheus_export
     from shaper_pipelines.defs.forecast.assets import series_partitions
+    from shaper_pipelines.resources.database import DatabaseResource
 
     start = pd.Timestamp.now(tz="UTC").floor("5min")
-    values = {"utilisation_forecast": _utilisation(start), "scaling_plan": _plan(start), "demand_forecast": FORECASTS}
+    values = {"utilisation_forecast": _utilisation(start), "scaling_plan": _plan(start), "demand_forecast": FORECASTS,
+              "capacity_model": pd.DataFrame({"target": ["checkout-api-asg", "search-api"],
+                                              "capacity_per_instance": [25.0, 60.0]})}
 
     class Upstream(dg.ConfigurableIOManager):
         def handle_output(self, context, obj):
@@ -335,11 +338,12 @@ def _materialise_export(resource, raise_on_error: bool = True):
         def load_input(self, context):
             return values[context.asset_key.to_user_string()]
 
+    # The database under SHAPER_HOME holds no history: no actual utilisation is exported.
     return dg.materialize(
         [prometheus_export, dg.AssetSpec("utilisation_forecast"), dg.AssetSpec("scaling_plan"),
-         dg.AssetSpec("demand_forecast", partitions_def=series_partitions)],
-        resources={"io_manager": Upstream(), "pushgateway": resource}, instance=dg.DagsterInstance.ephemeral(),
-        raise_on_error=raise_on_error)
+         dg.AssetSpec("demand_forecast", partitions_def=series_partitions), dg.AssetSpec("capacity_model")],
+        resources={"io_manager": Upstream(), "pushgateway": resource, "database": DatabaseResource()},
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=raise_on_error)
 
 
 def test_the_asset_pushes_to_the_gateway_named_by_the_environment(stack, monkeypatch, tmp_path):

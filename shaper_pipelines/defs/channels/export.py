@@ -1,22 +1,58 @@
-"""``prometheus_export``: the utilisation forecast, the scaling plan and the forecasts' accuracy as
-Prometheus metrics (see shaper_pipelines.lib.export for the families), pushed to a Pushgateway or,
-on the embedded default, written as a node_exporter textfile under SHAPER_HOME."""
+"""``prometheus_export``: the utilisation forecast, the latest observed utilisation, the scaling plan
+and the forecasts' accuracy as Prometheus metrics (see shaper_pipelines.lib.export for the
+families), pushed to a Pushgateway or, on the embedded default, written as a node_exporter textfile
+under SHAPER_HOME. The dashboards in deploy/grafana read them."""
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
+from shaper_pipelines.resources.database import DatabaseResource
 from shaper_pipelines.resources.pushgateway import PushgatewayResource
 
 SAMPLE_LINES = 40
+# An observation older than this is still exported (it is the latest there is), with a warning.
+STALE_OBSERVATION = pd.Timedelta(hours=2)
+# How far back from a series' last stored point to look for a measured (not interpolated) one.
+MEASURED_LOOKBACK = pd.Timedelta(days=1)
+
+
+def latest_observed(database: DatabaseResource, targets, capacity_model: pd.DataFrame) -> pd.DataFrame:
+    """Per scaling target, the latest stored value of its history series (the newest measured
+    point, or the newest point at all when the last day holds only interpolated ones) with the
+    capacity it is divided by: columns target, series, timestamp, demand, min_capacity,
+    capacity_per_instance (NaN where ``capacity_model`` has none). A target whose series holds no
+    point is left out."""
+    capacity = capacity_model.set_index("target")["capacity_per_instance"] if len(capacity_model) else pd.Series(
+        dtype=float)
+    rows = []
+    with database.metric_store() as store:
+        last = {(s.target, s.metric): s.last for s in store.series()}
+        for t in targets:
+            key = (t.history.target, t.history.metric)
+            if key not in last:
+                continue
+            end = last[key]
+            frame = store.read(*key, end - MEASURED_LOOKBACK, end + pd.Timedelta(milliseconds=1))
+            measured = frame[~frame["filled"]]
+            point = measured.iloc[-1:] if len(measured) else frame.iloc[-1:]
+            if not len(point):
+                continue
+            rows.append({"target": t.name, "series": f"{key[0]}:{key[1]}", "timestamp": point.index[0],
+                         "demand": float(point["value"].iloc[0]), "min_capacity": t.min_capacity,
+                         "capacity_per_instance": float(capacity.get(t.name, np.nan))})
+    return pd.DataFrame(rows, columns=["target", "series", "timestamp", "demand", "min_capacity",
+                                       "capacity_per_instance"])
 
 
 @dg.asset(group_name="channels", kinds={"python", "prometheus"}, owners=["team:platform"])
 def prometheus_export(context: dg.AssetExecutionContext, pushgateway: PushgatewayResource,
-                      utilisation_forecast: pd.DataFrame, scaling_plan: pd.DataFrame,
-                      demand_forecast: dict) -> dg.MaterializeResult:
-    """Predicted utilisation (p50, p90: now, and the peak over the next hour and day), the planned
-    capacity (now, and the peak over the next day) and each forecast's accuracy against seasonal
-    naive, in Prometheus's text format, for dashboards and alert rules
+                      database: DatabaseResource, utilisation_forecast: pd.DataFrame, scaling_plan: pd.DataFrame,
+                      demand_forecast: dict, capacity_model: pd.DataFrame) -> dg.MaterializeResult:
+    """Predicted utilisation (p50, p90: now, and the peak over the next hour and day), the actual
+    utilisation (the latest stored value of each target's history series, on the same basis), the
+    planned capacity (now, and the peak over the next day) and each forecast's accuracy against
+    seasonal naive, in Prometheus's text format, for dashboards (deploy/grafana) and alert rules
     (profiles_data/alerts/shaper.rules.yml). Pushed to SHAPER_PUSHGATEWAY_URL, replacing the
     previous push; without one, written atomically to $SHAPER_HOME/export/shaper.prom for
     node_exporter's textfile collector."""
@@ -25,9 +61,28 @@ def prometheus_export(context: dg.AssetExecutionContext, pushgateway: Pushgatewa
 
     now = pd.Timestamp.now(tz="UTC")
     targets = load_scaling().targets
+    observed = latest_observed(database, targets, capacity_model)
     samples = prediction_samples(utilisation=utilisation_forecast, plan=scaling_plan, forecasts=demand_forecast,
-                                 targets=targets, now=now)
+                                 targets=targets, now=now, observed=observed)
     body = render(samples)
+    actual = {dict(s.labels)["target"]: s.value for s in samples if s.name == "shaper_actual_utilization_ratio"}
+    seen = dict(zip(observed["target"], observed["timestamp"]))
+    for t in targets:
+        if t.name not in seen:
+            context.log.warning(f"{t.name}: no stored history of {t.history.target}/{t.history.metric}: no actual "
+                                "utilisation exported (materialise historical_metrics for it)")
+        elif t.name not in actual:
+            context.log.warning(f"{t.name}: no capacity per instance in capacity_model: no actual utilisation "
+                                "exported")
+        elif now - seen[t.name] > STALE_OBSERVATION:
+            context.log.warning(f"{t.name}: the latest stored demand is from {seen[t.name]:%Y-%m-%d %H:%M} UTC, "
+                                f"{(now - seen[t.name]) / pd.Timedelta(hours=1):.1f} h ago: the exported actual "
+                                "utilisation is that old")
+    observed_table = "\n".join(
+        ["| target | series | observed at (UTC) | demand | utilisation |", "|---|---|---|---:|---:|",
+         *[f"| {r.target} | {r.series} | {r.timestamp:%Y-%m-%d %H:%M} | {r.demand:.4g} | "
+           f"{format(actual[r.target], '.3f') if r.target in actual else '-'} |"
+           for r in observed.itertuples(index=False)]])
     current = {dict(s.labels)["target"] for s in samples
                if s.name == "shaper_predicted_utilization_ratio" and dict(s.labels)["window"] == "now"}
     for t in targets:
@@ -54,6 +109,7 @@ def prometheus_export(context: dg.AssetExecutionContext, pushgateway: Pushgatewa
         "where": where,
         "note": dg.MetadataValue.text(note),
         "exported_at": dg.MetadataValue.timestamp(now.timestamp()),
+        "actual_utilisation": dg.MetadataValue.md(observed_table),
         "sample": dg.MetadataValue.md(f"```\n{shown}\n```"),
     })
 
