@@ -131,7 +131,10 @@ def demand_forecast(context: dg.AssetExecutionContext, config: ForecastConfig, d
                                          produced_by=f"dagster run {context.run_id}")
     yield dg.Output(
         {"target": target, "metric": metric, "frame": frame, "model": model, "version": version,
-         "forecast_id": forecast_id, "mase": result.mase, "beats_naive": not fallback,
+         # After a fallback the published forecast is seasonal naive, whose ratio to itself is 1;
+         # the candidate that lost is kept apart so no label pairs one model with another's score.
+         "forecast_id": forecast_id, "mase": 1.0 if fallback else result.mase, "beats_naive": not fallback,
+         "rejected": {"model": result.model, "mase": result.mase} if fallback else None,
          "step": float(history.index.to_series().diff().median().total_seconds())},
         metadata={
             "model": "seasonal_naive_day (fallback)" if fallback else result.model,
