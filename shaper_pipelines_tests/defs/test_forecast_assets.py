@@ -72,7 +72,7 @@ def test_a_forecast_that_loses_to_seasonal_naive_is_replaced_and_flagged(store_u
     value = result.output_for_node("demand_forecast")
     assert value["beats_naive"] is False and len(value["frame"]) == 288
     assert value["model"] == "seasonal_naive_day" and value["mase"] == 1.0  # what was published, scored as such
-    assert value["rejected"]["model"] == "daily_profile" and value["rejected"]["mase"] > 1
+    assert value["rejected"]["mase"] >= 1  # what the candidates managed: no better than yesterday
 
 
 def test_capacity_model_measures_targets_without_a_configured_capacity(store_url, tmp_path, monkeypatch):
