@@ -32,10 +32,11 @@ OPERATIONS = [
     ("GET", "/v1/scaling/mode"),
     ("PUT", "/v1/scaling/mode"),
     ("GET", "/v1/actions"),
+    ("GET", "/metrics"),
 ]
 # Nothing in these can be made invalid (no parameters, no body): no negative cases exist.
 NO_INPUT = {("GET", "/v1/health"), ("POST", "/v1/simulations/stop-all"), ("GET", "/v1/plans"),
-            ("GET", "/v1/scaling/mode")}
+            ("GET", "/v1/scaling/mode"), ("GET", "/metrics")}
 CASES = [(m, p, mode) for m, p in OPERATIONS for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
          if mode is GenerationMode.POSITIVE or (m, p) not in NO_INPUT]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -64,6 +65,9 @@ def fuzzed_api(tmp_path_factory, dagster_webserver):
     home = tmp_path_factory.mktemp("api-fuzz") / "shaper_home"
     home.mkdir()
     seed(sqlite_url(home))  # a stored profile and a plan: some generated requests succeed
+    (home / "export").mkdir()  # and an export for /metrics to serve (before one exists it is a 503)
+    (home / "export" / "shaper.prom").write_text("# TYPE shaper_export_timestamp_seconds gauge\n"
+                                                  "shaper_export_timestamp_seconds 1.7e9\n")
     server = ApiProcess(shaper_env(home, SHAPER_API_TOKEN=TOKEN, SHAPER_DAGSTER_URL=dagster_webserver.url),
                         home.parent)
     yield server
@@ -106,7 +110,7 @@ def test_a_wrong_token_is_refused_whatever_the_request(api_schema, method, path)
               suppress_health_check=list(HealthCheck))
     def check(case):
         response = case.call(headers={"Authorization": "Bearer not-the-token-at-all"}, timeout=60)
-        expected = 200 if path == "/v1/health" else 401
+        expected = 200 if path in ("/v1/health", "/metrics") else 401  # the two open paths
         assert response.status_code == expected, (case.method, case.formatted_path, response.text)
 
     check()
