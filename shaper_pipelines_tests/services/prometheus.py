@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from shaper_pipelines.lib.export import format_value  # OpenMetrics spells NaN and Inf the same way
 from shaper_pipelines_tests.services.postgres import free_port
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -102,14 +103,6 @@ def _format_labels(labels: dict[str, str]) -> str:
     return ",".join(f'{k}="{_escape(str(v))}"' for k, v in sorted(labels.items()))
 
 
-def _format_number(x: float) -> str:
-    """repr() round-trips a float64; OpenMetrics spells the special values its own way."""
-    x = float(x)
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "+Inf" if x > 0 else "-Inf"
-    return repr(x)
 
 
 def _format_timestamp(t: float) -> str:
@@ -135,7 +128,7 @@ def to_openmetrics(series: list[LoadedSeries]) -> str:
             # parse a NaN time: either way the TSDB would not hold what the series claims.
             if not np.isfinite(ts).all() or (np.diff(ts[order]) <= 0).any():
                 raise ValueError(f"{s.selector()}: timestamps must be finite and distinct")
-            lines.extend(head + _format_number(values[i]) + " " + _format_timestamp(ts[i]) for i in order)
+            lines.extend(head + format_value(values[i]) + " " + _format_timestamp(ts[i]) for i in order)
     lines.append("# EOF")
     return "\n".join(lines) + "\n"
 
