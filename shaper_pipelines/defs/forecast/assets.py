@@ -165,10 +165,6 @@ def _version(model: str, history: pd.Series, config: ForecastConfig) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-class CapacityConfig(dg.Config):
-    keep_up: float = 0.95  # achieved/offered below this is saturation
-
-
 @dg.asset(group_name="forecast", kinds={"python", "scikitlearn"}, owners=["team:platform"],
           deps=[dg.AssetDep("simulation_results", partition_mapping=dg.AllPartitionMapping())],
           automation_condition=REFIT)
@@ -213,7 +209,7 @@ def capacity_model(context: dg.AssetExecutionContext, database: DatabaseResource
 class PlanConfig(dg.Config):
     lookback_days: int = 28
     horizon_hours: int = 48
-    critical_utilization: float = 0.9  # a plan predicting this at its floor is worth a notice
+    critical_utilization: float = 0.9  # forecast above this even at max capacity: a notice (critical_plan_notice)
 
 
 @dg.asset(group_name="forecast", kinds={"python"}, owners=["team:platform"], automation_condition=REFIT)
