@@ -6,48 +6,22 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-from shaper_pipelines_tests.services.postgres import free_port
-
-PROJECT = Path(__file__).resolve().parent.parent
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver") or "/usr/bin/chromedriver"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
 @pytest.fixture
-def webserver(shaper_home):
-    from shaper_pipelines.settings import dagster_env
+def webserver(tmp_path):
+    # The same webserver the control API's tests launch runs through, on a fresh instance.
+    from shaper_pipelines_tests.api.conftest import DagsterWebserver, shaper_env
 
-    port = free_port()
-    env = {**os.environ, **dagster_env()}
-    binary = Path(sys.executable).parent / "dagster-webserver"
-    proc = subprocess.Popen([str(binary), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], cwd=PROJECT,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"dagster-webserver exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            urllib.request.urlopen(f"{url}/server_info", timeout=2).read()
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("dagster-webserver did not answer within 120 s")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    server = DagsterWebserver(shaper_env(tmp_path / "shaper_home"), tmp_path)
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture

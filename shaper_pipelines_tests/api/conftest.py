@@ -5,7 +5,6 @@ API both the control API and the tests talk to."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 
 from shaper_pipelines_tests.conftest import PROJECT
 from shaper_pipelines_tests.services.postgres import free_port
+from shaper_pipelines_tests.services.processes import end_process
 
 TOKEN = "api-test-token-0123456789"
 
@@ -64,13 +64,7 @@ class ApiProcess:
         return status, (json.loads(text) if text else None)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_process(self.proc)
 
 
 def graphql(url: str, query: str, variables: dict | None = None) -> dict:
@@ -133,15 +127,7 @@ class DagsterWebserver:
         raise AssertionError(f"the code location did not load within 180 s:\n{self.log.read_text()[-5000:]}")
 
     def stop(self) -> None:
-        import signal
-
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        end_process(self.proc, 20, group=True)
 
 
 def shaper_env(home: Path, **extra: str) -> dict[str, str]:

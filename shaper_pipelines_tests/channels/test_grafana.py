@@ -30,6 +30,7 @@ import yaml
 
 from shaper_pipelines.lib.export import build_exposition, prediction_samples, push
 from shaper_pipelines_tests.services.postgres import free_port
+from shaper_pipelines_tests.services.processes import end_process
 
 PROJECT = Path(__file__).resolve().parents[2]
 GRAFANA = PROJECT / "deploy" / "grafana"
@@ -412,13 +413,7 @@ class _Agent:
 
     def stop(self) -> None:
         """SIGTERM: the agent stops its runs and their children, then exits."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        end_process(self.proc)
 
 
 @pytest.fixture(scope="module")

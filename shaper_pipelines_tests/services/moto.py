@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shaper_pipelines_tests.services.postgres import free_port
+from shaper_pipelines_tests.services.processes import end_process
 
 
 @dataclass
@@ -49,12 +50,7 @@ class MotoServer:
             response.read()
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        end_process(self.process)
         self.log.unlink(missing_ok=True)
 
 

@@ -27,6 +27,7 @@ import pandas as pd
 
 from shaper_pipelines.lib.export import format_value  # OpenMetrics spells NaN and Inf the same way
 from shaper_pipelines_tests.services.postgres import free_port
+from shaper_pipelines_tests.services.processes import end_process
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -165,12 +166,7 @@ class PrometheusServer:
 
     def stop(self) -> None:
         """Terminate (kill if it lingers), then remove the directory. Safe to call twice."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        end_process(self.process)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 

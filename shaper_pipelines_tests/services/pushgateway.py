@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shaper_pipelines_tests.services.postgres import free_port
+from shaper_pipelines_tests.services.processes import end_process
 
 BINARY = "prometheus-pushgateway"
 
@@ -35,13 +36,7 @@ class PushgatewayServer:
 
     def stop(self) -> None:
         """Terminate (kill if it lingers) and remove its directory. Safe to call twice."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        end_process(self.process)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
