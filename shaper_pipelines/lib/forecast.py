@@ -271,22 +271,12 @@ def _finish(index, yhat, residuals, values, label, weights, mae, mase, notes) ->
     return Forecast(frame=frame, model=label, weights=weights, backtest_mae=mae, mase=mase, notes=notes)
 
 
-def calendar_inputs(country: str, start: pd.Timestamp, end: pd.Timestamp, subdiv: str | None = None,
-                    events: pd.DataFrame | None = None):
-    """The business calendar as forecasts use it: a day -> is-a-business-day function (weekday
-    and not a public holiday of ``country``) and a Prophet holidays frame of those holidays plus
-    any business events (``lib.calendars.events_frame`` rows)."""
-    from shaper_pipelines.lib.calendars import _check_region, _holidays
+def calendar_inputs(country: str, start: pd.Timestamp, end: pd.Timestamp, subdiv: str | None = None):
+    """The public holidays of ``country`` between ``start`` and ``end`` as forecasts use them
+    (see ``calendar_from_events``): the command line's ``--calendar`` without a calendar asset."""
+    from shaper_pipelines.lib.calendars import events_frame, public_holidays
 
-    _check_region(country, subdiv)
-    names = _holidays(country, subdiv, start.year - 1, end.year + 1)
-    business = _business_days({pd.Timestamp(d) for d in names})
-    rows = [{"ds": pd.Timestamp(d), "holiday": str(n)} for d, n in names.items()]
-    if events is not None and len(events):
-        for e in events.itertuples():
-            for day in pd.date_range(e.start.tz_convert("UTC").normalize(), e.end.tz_convert("UTC"), freq="D"):
-                rows.append({"ds": day.tz_localize(None), "holiday": str(e.name)})
-    return business, pd.DataFrame(rows, columns=["ds", "holiday"])
+    return calendar_from_events(events_frame(public_holidays(country, subdiv, start, end)))
 
 
 def calendar_from_events(events: pd.DataFrame):
