@@ -371,6 +371,14 @@ def _same(kind: str, existing: Scheduled | None, action: Action) -> bool:
 # ---------------------------------------------------------------- applying
 
 
+def action_record(action: Action, *, actor: str, dry_run: bool, outcome: str, plan_id: int | None,
+                  at: datetime | None = None) -> dict:
+    """What ScalingStore.record_actions keeps of one action: who, what, when, why and how it went."""
+    return {"at": at or datetime.now(timezone.utc), "actor": actor, "target": action.target, "kind": action.kind,
+            "resource": action.resource, "action": action.operation, "params": action.params,
+            "reason": action.reason, "dry_run": dry_run, "outcome": outcome, "plan_id": plan_id}
+
+
 def apply(actions: Sequence[Action], client, *, dry_run: bool = True, actor: str, store, plan_id: int | None,
           retry: Retry | None = None) -> list[dict]:
     """Apply ``actions`` (all for one target) and record each in ``store`` (a ScalingStore).
@@ -389,10 +397,7 @@ def apply(actions: Sequence[Action], client, *, dry_run: bool = True, actor: str
     records: list[dict] = []
 
     def record(action: Action, outcome: str) -> None:
-        records.append({"at": datetime.now(timezone.utc), "actor": actor, "target": action.target,
-                        "kind": action.kind, "resource": action.resource, "action": action.operation,
-                        "params": action.params, "reason": action.reason, "dry_run": dry_run,
-                        "outcome": outcome, "plan_id": plan_id})
+        records.append(action_record(action, actor=actor, dry_run=dry_run, outcome=outcome, plan_id=plan_id))
 
     try:
         _validate(actions, client, retry)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from shaper_pipelines.store.control_store import ControlStore
 from shaper_pipelines.store.forecast_store import ForecastStore
 from shaper_pipelines.store.metric_store import MetricStore
 from shaper_pipelines.store.profile_store import ProfileStore
@@ -36,3 +37,6 @@ class DatabaseResource(dg.ConfigurableResource):
 
     def forecast_store(self) -> ForecastStore:
         return ForecastStore(self._url())
+
+    def control_store(self) -> ControlStore:
+        return ControlStore(self._url())

@@ -18,7 +18,9 @@ def apply_scaling_plans(context: dg.OpExecutionContext, config: ApplyConfig) -> 
     from datetime import datetime, timezone
 
     from shaper_pipelines.defs.forecast.assets import load_scaling
-    from shaper_pipelines.lib.aws_scaling import ScalingError, TargetState, actions_for_plan, apply, describe_target
+    from shaper_pipelines.lib.aws_scaling import (
+        ScalingError, TargetState, action_record, actions_for_plan, apply, describe_target,
+    )
 
     database, aws = context.resources.database, context.resources.autoscaling
     scaling = load_scaling()
@@ -27,9 +29,7 @@ def apply_scaling_plans(context: dg.OpExecutionContext, config: ApplyConfig) -> 
     online = aws.reachable()
     if not config.dry_run:
         # The operators' switches (control API, `shaper scaling mode`) outrank a run's config.
-        from shaper_pipelines.store.control_store import ControlStore
-
-        with ControlStore(database._url()) as control:
+        with database.control_store() as control:
             mode = control.scaling_mode()
         who = f" (set by {mode.changed_by or 'nobody'}{': ' + mode.note if mode.note else ''})"
         if mode.paused:
@@ -62,10 +62,9 @@ def apply_scaling_plans(context: dg.OpExecutionContext, config: ApplyConfig) -> 
                     # Offline dry run: the bounds come from scaling.yaml and nothing is described.
                     state = TargetState(t.min_capacity, t.max_capacity, None, ())
                     actions = actions_for_plan(t, plan, now, state)
-                    records = [{"at": now, "actor": actor, "target": a.target, "kind": a.kind, "resource": a.resource,
-                                "action": a.operation, "params": a.params, "reason": a.reason, "dry_run": True,
-                                "outcome": "would-apply (offline: AWS not reached; bounds from scaling.yaml)",
-                                "plan_id": header["plan_id"]} for a in actions]
+                    records = [action_record(a, actor=actor, dry_run=True, plan_id=header["plan_id"], at=now,
+                                             outcome="would-apply (offline: AWS not reached; bounds from scaling.yaml)")
+                               for a in actions]
                     store.record_actions(records)
             except ScalingError as exc:
                 failures.append(f"{name}: {exc}")
