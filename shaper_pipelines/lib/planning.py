@@ -195,7 +195,7 @@ def make_plan(series: pd.Series, horizon: pd.Timedelta, *, capacity_per_instance
     n = int(math.ceil((end + horizon - first) / pd.Timedelta(seconds=wstep))) + 1
     forecaster = None
     if use_forecast and len(h) >= 3 * period:
-        forecaster, verdict = _forecaster(work, wstep, forecast_options or {})
+        forecaster, verdict = _forecaster(work, wstep, max(n, 1), forecast_options or {})
         notes.append(verdict)
     choice = choose_rule(h, capacity_per_instance, target_utilization, period, wstep, forecaster=forecaster)
     demand = floor_demand(h, period, max(n, 1), choice.rule, wstep, forecaster)
@@ -230,9 +230,10 @@ def make_plan(series: pd.Series, horizon: pd.Timedelta, *, capacity_per_instance
     return Plan(frame=frame, rule=choice, notes=notes)
 
 
-def _forecaster(work: pd.Series, step: float, options: dict) -> tuple[Forecaster | None, str]:
-    """p90 demand forecasts from any origin of ``work``, if the forecast at the last origin beats
-    seasonal naive in its backtest; else None and why."""
+def _forecaster(work: pd.Series, step: float, n: int, options: dict) -> tuple[Forecaster | None, str]:
+    """p90 demand forecasts from any origin of ``work``, if the forecast of the plan's ``n`` steps
+    from the last origin beats seasonal naive in its backtest; else None and why. That forecast is
+    kept, so the plan's own floor does not fit it again."""
     from shaper_pipelines.lib.forecast import forecast
 
     cache: dict[tuple[int, int], np.ndarray] = {}
@@ -243,7 +244,8 @@ def _forecaster(work: pd.Series, step: float, options: dict) -> tuple[Forecaster
             cache[(origin, n)] = f.frame["p90"].to_numpy()
         return cache[(origin, n)]
 
-    now = forecast(work, pd.Timedelta(days=1), **options)
+    now = forecast(work, pd.Timedelta(seconds=n * step), **options)
+    cache[(len(work), n)] = now.frame["p90"].to_numpy()
     if not now.beats_naive:
         return None, (f"the demand forecast ({now.model}) lost to seasonal naive in its backtest "
                       f"(MAE ratio {now.mase:.2f}); floors come from the history alone")
