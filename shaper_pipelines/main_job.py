@@ -124,20 +124,34 @@ def _collect_simulations(definitions, instance, timeout: float = 120.0) -> bool:
     return ok
 
 
+def _rows(markdown: str, drop: tuple[str, ...] = ("|---", "![")) -> list[str]:
+    """A metadata markdown block for the terminal: indented, without the rows starting with ``drop``
+    (table rules and inline images, by default)."""
+    return ["  " + row for row in markdown.splitlines() if not (drop and row.startswith(drop))]
+
+
 def _summary(stage: Stage, result) -> str:
     lines = [f"{stage.title}: {'ok' if result.success else 'FAILED'} (run {result.run_id})"]
     materialised: dict[str, int] = {}
-    tables = []
+    details: list[str] = []  # after the counts and checks: what each materialisation says
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
         name = mat.asset_key.to_user_string()
         materialised[name] = materialised.get(name, 0) + 1
         meta = mat.metadata
-        if "table" in meta:
-            tables.append(meta["table"].value)
         for key in ("profiles", "versions_created", "series_rows"):
             if key in meta:
                 lines.append(f"  {key}: {meta[key].value}")
+        if "table" in meta:  # the profiles' table, printed whole
+            details.extend(_rows(meta["table"].value, drop=()))
+        for key in ("scores", "plan"):
+            if key in meta:
+                details.extend(_rows(meta[key].value))
+        if "destination" in meta and "where" in meta:
+            details.append(f"  exported to {meta['destination'].value}: {meta['where'].value}")
+        if "model" in meta and "backtest_mae_vs_seasonal_naive" in meta:
+            details.append(f"  model: {meta['model'].value}; backtest MAE "
+                           f"{meta['backtest_mae_vs_seasonal_naive'].value:.3f}x seasonal naive's")
     for name, partitions in materialised.items():
         lines.append(f"  materialised {name}" + (f" ({partitions} partitions)" if partitions > 1 else ""))
     checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
@@ -145,26 +159,11 @@ def _summary(stage: Stage, result) -> str:
         failed = [c for c in checks if not c.passed]
         lines.append(f"  checks: {len(checks) - len(failed)} passed, {len(failed)} failed")
         lines.extend(f"    failed: {c.asset_key.to_user_string()} {c.check_name}" for c in failed)
-    for table in tables:
-        lines.extend("  " + row for row in table.splitlines())
-    for event in result.get_asset_materialization_events():
-        meta = event.event_specific_data.materialization.metadata
-        if "scores" in meta:
-            lines.extend("  " + row for row in meta["scores"].value.splitlines() if not row.startswith("|---"))
-        if "destination" in meta and "where" in meta:
-            lines.append(f"  exported to {meta['destination'].value}: {meta['where'].value}")
-        if "model" in meta and "backtest_mae_vs_seasonal_naive" in meta:
-            lines.append(f"  model: {meta['model'].value}; backtest MAE "
-                         f"{meta['backtest_mae_vs_seasonal_naive'].value:.3f}x seasonal naive's")
-        if "plan" in meta:
-            lines.extend("  " + row for row in meta["plan"].value.splitlines() if not row.startswith("![")
-                         and not row.startswith("|---"))
-    if stage.job == "apply_scaling_job":
-        for event in result.all_events:
-            data = getattr(event.event_specific_data, "metadata", None) or {}
-            if event.event_type_value == "STEP_OUTPUT" and "what" in data:
-                lines.extend("  " + row for row in data["what"].value.splitlines() if not row.startswith("|---"))
+    lines.extend(details)
     for event in result.all_events:
+        data = getattr(event.event_specific_data, "metadata", None) or {}
+        if event.event_type_value == "STEP_OUTPUT" and "what" in data:  # apply_scaling_job's actions
+            lines.extend(_rows(data["what"].value))
         if event.is_failure:
             error = getattr(event.event_specific_data, "error", None)
             lines.append(f"  failed: {event.step_key}: {error.message.strip() if error else event.message}")
