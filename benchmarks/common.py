@@ -11,6 +11,8 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
+# The real traces the project carries, each folder with its licence (data/real/README.md).
+REAL_DATA = ROOT / "data" / "real"
 
 
 def best_of(fn: Callable[[], object], repeat: int = 3) -> float:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import ROOT, publish
+from benchmarks.common import REAL_DATA, publish
 from shaper_pipelines.lib.derive import fit_weekly_shape
 from shaper_pipelines.lib.history import load_history
 
-TRACES = ROOT.parent / "shared" / "data" / "real" / "crane"
+TRACES = REAL_DATA / "crane"
 DAILY = [f"cpu_{i}" for i in range(5)]  # strong daily cycles (the data's README)
 FLAT = [f"cpu_{i}" for i in range(5, 8)]  # almost none
 

@@ -1,7 +1,7 @@
 """Fleet scale: day-ahead forecasts and scaling plans for 1,000 series of 14 days at 5 minutes,
 against a per-series loop of Prophet with defaults, in the same run, in one process each.
 
-The series are 14-day windows of the real traces in ``../shared/data/real`` (5-minute means,
+The series are 14-day windows of the real traces in ``data/real`` (5-minute means,
 random start days, each scaled by a random factor so no two are alike; seeded). Each is forecast
 from its first 13 days and scored on the 14th. shaper forecasts and plans every series; Prophet
 is fitted on a random sample of them (``PROPHET_SAMPLE``) and its time for the whole fleet is that
@@ -17,13 +17,13 @@ import time
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import ROOT, publish
+from benchmarks.common import REAL_DATA, publish
 from shaper_pipelines.lib import replay
 from shaper_pipelines.lib.forecast import Context, forecast, prophet_model
 from shaper_pipelines.lib.history import read_history_csv
 from shaper_pipelines.lib.planning import make_plan
 
-TRACES = ROOT.parent / "shared" / "data" / "real"
+TRACES = REAL_DATA
 FLEET = 1000
 PROPHET_SAMPLE = 40
 DAY = 288

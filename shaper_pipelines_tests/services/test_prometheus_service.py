@@ -15,7 +15,7 @@ import pytest
 from shaper_pipelines_tests.services.prometheus import (LoadedSeries, load_trace, start_prometheus,
                                                         to_openmetrics)
 
-REAL_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
+REAL_DATA = Path(__file__).resolve().parents[2] / "data" / "real"
 END_AT = time.time() - 120
 TRACES = {"crane-cpu_0": ("crane/cpu_0.csv", 300), "ec2-53ea38": ("nab/ec2_cpu_utilization_53ea38.csv", None)}
 # A label value that needs every escape OpenMetrics has, in its own family so that it does not
