@@ -1,5 +1,5 @@
 """The command-line contract of ``shaper forecast``, ``shaper plan`` and ``shaper replay``, on every
-real trace in ``../shared/data/real`` and on files a user gets wrong."""
+real trace the project carries (``data/real``) and on files a user gets wrong."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from shaper_pipelines.cli import main
+from shaper_pipelines.lib.action_budget import segments
 from shaper_pipelines.lib.history import load_history
 from shaper_pipelines_tests.conftest import REAL_DATA
 
@@ -44,13 +45,34 @@ def test_forecast_and_plan_on_every_real_trace(trace, tmp_path):
     assert (f["yhat_lower"] <= f["yhat"]).all() and (f["yhat"] <= f["yhat_upper"]).all()
 
     c = float(np.percentile(history, 99)) / 10
-    assert main(["plan", "--history", str(trace), "--horizon", "24h", "--capacity-per-instance", repr(c),
+    assert main(["plan", "--history", str(trace), "--horizon", "48h", "--capacity-per-instance", repr(c),
                  "--target-utilization", "0.7", "--warmup", "300s", "--output", str(plan)]) == 0
     p = pd.read_csv(plan)
     assert list(p.columns[:2]) == ["timestamp", "desired_capacity"]
     assert p["desired_capacity"].dtype == np.int64 and (p["desired_capacity"] >= 1).all()
     pts = pd.to_datetime(p["timestamp"], utc=True)
-    assert pts.iloc[0] == history.index[-1] + step and pts.iloc[-1] < history.index[-1] + step + pd.Timedelta(hours=24)
+    assert pts.iloc[0] == history.index[-1] + step and pts.iloc[-1] < history.index[-1] + step + pd.Timedelta(hours=48)
+    # Each change of the floor is one AWS scheduled action: a 48-hour plan holds at most 100.
+    assert segments(p["desired_capacity"].to_numpy()) <= 100
+
+
+# The traces whose unlimited 48-hour plans change their floor most often (hundreds of times).
+CYCLIC = ["crane/cpu_2", "crane/cpu_7", "nab/elb_request_count_8c0756"]
+
+
+@pytest.mark.parametrize("name", CYCLIC)
+def test_the_action_budget_binds_on_the_most_cyclic_traces(name, tmp_path):
+    trace = REAL_DATA / f"{name}.csv"
+    history, _ = load_history(trace)
+    c = float(np.percentile(history, 99)) / 10
+    floors = {}
+    for budget in ("unlimited", "100", "40"):
+        out = tmp_path / f"plan-{budget}.csv"
+        assert main(["plan", "--history", str(trace), "--horizon", "48h", "--capacity-per-instance", repr(c),
+                     "--max-actions", budget, "--output", str(out)]) == 0
+        floors[budget] = pd.read_csv(out)["desired_capacity"].to_numpy()
+    assert segments(floors["unlimited"]) > 100, "this trace no longer needs a budget; pick a more cyclic one"
+    assert segments(floors["100"]) <= 100 and segments(floors["40"]) <= 40
 
 
 def test_uneven_history_is_resampled_and_said(tmp_path):

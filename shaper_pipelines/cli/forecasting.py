@@ -8,6 +8,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from shaper_pipelines.lib.action_budget import DEFAULT_MAX_ACTIONS, DEFAULT_MERGE, MERGES
+
 
 def _duration(text: str):
     import pandas as pd
@@ -40,6 +42,18 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _max_actions(text: str) -> int | None:
+    if text == "unlimited":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number or 'unlimited'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     f = sub.add_parser("forecast", help="forecast a history file: timestamp,yhat,yhat_lower,yhat_upper per step")
     f.add_argument("--history", required=True, type=Path, help="timestamp,value (ISO) or ts,value (Unix seconds) CSV")
@@ -59,6 +73,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=_duration, default="300s", help="how long an instance takes to serve")
     p.add_argument("--min-capacity", type=int, default=1)
     p.add_argument("--max-capacity", type=int, default=None)
+    p.add_argument("--max-actions", type=_max_actions, default=DEFAULT_MAX_ACTIONS, metavar="N",
+                   help="at most N changes of the floor per 48 h of plan, pro rata for shorter plans: each change "
+                        "is one AWS scheduled action, and a group holds at most 125 (default %(default)s; "
+                        "'unlimited' for comparison only)")
+    p.add_argument("--merge", choices=MERGES, default=DEFAULT_MERGE,
+                   help="how changes are merged to fit the budget (default %(default)s: the closest floor, "
+                        "an instance short counting twice one over; envelope: never below the unlimited floor)")
     p.add_argument("--output", required=True, help="CSV to write ('-' for standard output)")
     p.set_defaults(func=_plan)
 
@@ -117,19 +138,20 @@ def _forecast(args) -> int:
 
 
 def _plan(args) -> int:
+    from shaper_pipelines.lib.action_budget import segments
     from shaper_pipelines.lib.planning import make_plan
 
     series = _load(args.history)
     plan = make_plan(series, args.horizon, capacity_per_instance=args.capacity_per_instance,
                      target_utilization=args.target_utilization, warmup=args.warmup,
-                     min_capacity=args.min_capacity, max_capacity=args.max_capacity)
+                     min_capacity=args.min_capacity, max_capacity=args.max_capacity,
+                     max_actions=args.max_actions, merge=args.merge)
     for note in plan.notes:
         _say(note)
     _say(f"floor: {plan.rule.why}")
     frame = plan.frame
-    changes = int((frame["desired_capacity"].diff().fillna(1) != 0).sum())
-    _say(f"{len(frame)} steps, {changes} change(s), desired capacity "
-         f"{frame['desired_capacity'].min()}..{frame['desired_capacity'].max()}")
+    _say(f"{len(frame)} steps, {segments(frame['desired_capacity'].to_numpy())} change(s) of the floor "
+         f"(scheduled actions), desired capacity {frame['desired_capacity'].min()}..{frame['desired_capacity'].max()}")
     _write(frame, args.output)
     return 0
 

@@ -24,12 +24,17 @@ import pandas as pd
 from scipy.ndimage import maximum_filter1d
 
 from shaper_pipelines.lib import replay
+from shaper_pipelines.lib.durations import format_duration
+from shaper_pipelines.lib.action_budget import DEFAULT_MAX_ACTIONS, DEFAULT_MERGE, budget_for, segments, within_budget
 
 PROFILE_DAYS = 7
 BACKTEST_DAYS = 4
 # Candidate floors: (quantile of the week's demand at that time of day, minutes either side a rise
 # may come early or late). From a cheap median floor to the week's peak held an hour around it.
 SHAPES = ((0.5, 0), (0.5, 10), (0.8, 10), (0.8, 30), (1.0, 30), (1.0, 60))
+# A single breached step in the backtest is a spike, not a pattern: a floor chosen to cover it adds
+# cost on every later day, and reactive tracking with a slightly lower target does as well for less.
+MIN_MISSES = 2
 MARGIN = 0.9  # a floor must beat reactive tracking by this much on history to be worth its cost
 WORK_STEP = 300.0  # plans are made on 5-minute means, the grid replay judges on
 
@@ -102,8 +107,10 @@ class RuleChoice:
 
 
 def choose_rule(h: np.ndarray, c: float, target: float, period: int, step: float,
-                backtest_days: int = BACKTEST_DAYS, forecaster: Forecaster | None = None) -> RuleChoice:
-    """Replay the last days of the history under each rule and keep the best."""
+                backtest_days: int = BACKTEST_DAYS, forecaster: Forecaster | None = None,
+                max_actions: int | None = DEFAULT_MAX_ACTIONS, merge: str = DEFAULT_MERGE) -> RuleChoice:
+    """Replay the last days of the history under each rule and keep the best. Each day's floor is
+    replayed as it would be applied: within the action budget (``max_actions`` per 48 hours)."""
     cycle = daily_cycle(h, period)
     days = len(h) // period
     b = min(backtest_days, days - 2)
@@ -114,6 +121,8 @@ def choose_rule(h: np.ndarray, c: float, target: float, period: int, step: float
     seg = h[len(h) - (b + 1) * period:]
     start = period
     rules = RULES + (FORECAST_RULES if forecaster is not None else [])
+    day_budget = None if max_actions is None else budget_for(max_actions, 24.0)
+    steps_per_hour = max(1, int(round(3600 / step)))
     floors = np.zeros((len(replay.TARGETS) + len(rules), len(seg)), dtype=np.int64)
     for i, rule in enumerate(rules):
         if rule.quantile is None:
@@ -121,13 +130,20 @@ def choose_rule(h: np.ndarray, c: float, target: float, period: int, step: float
         row = floors[len(replay.TARGETS) + i]
         for d in range(b):
             origin = len(h) - (b - d) * period
-            row[start + d * period: start + (d + 1) * period] = replay.wish(
-                floor_demand(h[:origin], period, period, rule, step, forecaster), c, target)
+            wanted = replay.wish(floor_demand(h[:origin], period, period, rule, step, forecaster), c, target)
+            row[start + d * period: start + (d + 1) * period] = within_budget(
+                wanted, day_budget, merge=merge, steps_per_hour=steps_per_hour)
     targets = np.concatenate([replay.TARGETS, np.full(len(rules), target)])
     caps = replay.serving_many(seg, c, targets, floors)
     frontier = [(float(t), _score(seg, cap, c, start)) for t, cap in zip(replay.TARGETS, caps)]
     max_cost = max(s.cost for _, s in frontier)  # reactive at its lowest target: the range compared
     choice = RuleChoice(NO_FLOOR, cycle)
+    reactive_alone = caps[len(replay.TARGETS) + rules.index(NO_FLOOR)]
+    misses = int(np.sum(seg[start:] > reactive_alone[start:] * c))
+    if misses < MIN_MISSES:
+        choice.why = (f"reactive tracking at {target:g} breached on {misses} step(s) of the last {b} day(s) of "
+                      "history: no rise for a floor to anticipate, so a floor would only add cost")
+        return choice
     best = None
     for rule, cap in zip(rules, caps[len(replay.TARGETS):]):
         s = _score(seg, cap, c, start)
@@ -137,6 +153,8 @@ def choose_rule(h: np.ndarray, c: float, target: float, period: int, step: float
         # where the comparison means anything: headroom bought, not foresight.
         if s.cost > max_cost:
             continue
+        # Foresight shows on more than one day: a floor whose whole advantage over reactive
+        # tracking at its cost is one day's spike was lucky, and on the next day it is only cost.
         key = (ratio, s.cost)
         if best is None or key < best[0]:
             best = (key, rule)
@@ -166,10 +184,18 @@ def make_plan(series: pd.Series, horizon: pd.Timedelta, *, capacity_per_instance
               target_utilization: float = 0.7, warmup: pd.Timedelta = pd.Timedelta(seconds=300),
               min_capacity: int = 1, max_capacity: int | None = None,
               out_step: float | None = None, forecast_options: dict | None = None,
-              use_forecast: bool = True) -> Plan:
+              use_forecast: bool = True, start: pd.Timestamp | None = None,
+              max_actions: int | None = DEFAULT_MAX_ACTIONS, merge: str = DEFAULT_MERGE) -> Plan:
     """A floor per step over ``horizon`` after a regular ``series``, at ``out_step`` seconds
     (default: the series' own step). Desired capacity at a timestamp is what must be serving, warm,
-    at that time; ``launch_at`` is when to start it.
+    at that time; ``launch_at`` is when to start it. The plan begins at the first step after the
+    history, or at the first step at or after ``start`` when that is later (a plan made now for
+    history that ended at midnight starts now, not in the past).
+
+    The floor changes at most ``budget_for(max_actions, horizon)`` times (``max_actions`` per 48
+    hours; None: no budget), merged by ``merge`` (``lib.action_budget``): what is returned is
+    exactly what would be scheduled on AWS, and the backtest that chooses the floor replays
+    candidates under the same budget.
 
     With ``use_forecast``, floors sized on the p90 demand forecast (``lib.forecast``, called with
     ``forecast_options``) compete with the week's profiles, unless the forecast loses to seasonal
@@ -191,13 +217,20 @@ def make_plan(series: pd.Series, horizon: pd.Timedelta, *, capacity_per_instance
     period = int(round(86400 / wstep))
     h = work.to_numpy(dtype=np.float64)
     end = series.index[-1] + pd.Timedelta(seconds=step)  # first instant after the history
+    begin = end  # the plan's first step: on the history's grid, at or after ``start``
+    if start is not None and pd.Timestamp(start) > end:
+        begin = end + math.ceil((pd.Timestamp(start) - end) / pd.Timedelta(seconds=out_step)) * \
+            pd.Timedelta(seconds=out_step)
+        notes.append(f"the history ends {format_duration((begin - end).total_seconds())} before the plan "
+                     f"starts at {begin:%Y-%m-%d %H:%M} UTC")
     first = work.index[-1] + pd.Timedelta(seconds=wstep)  # start of the first future work step
-    n = int(math.ceil((end + horizon - first) / pd.Timedelta(seconds=wstep))) + 1
+    n = int(math.ceil((begin + horizon - first) / pd.Timedelta(seconds=wstep))) + 1
     forecaster = None
     if use_forecast and len(h) >= 3 * period:
         forecaster, verdict = _forecaster(work, wstep, max(n, 1), forecast_options or {})
         notes.append(verdict)
-    choice = choose_rule(h, capacity_per_instance, target_utilization, period, wstep, forecaster=forecaster)
+    choice = choose_rule(h, capacity_per_instance, target_utilization, period, wstep, forecaster=forecaster,
+                         max_actions=max_actions, merge=merge)
     demand = floor_demand(h, period, max(n, 1), choice.rule, wstep, forecaster)
     wanted = replay.wish(demand, capacity_per_instance, target_utilization) if choice.rule.quantile else \
         np.ones(max(n, 1), dtype=np.int64)
@@ -215,19 +248,44 @@ def make_plan(series: pd.Series, horizon: pd.Timedelta, *, capacity_per_instance
                         f"maximum {max_capacity}; raise max_capacity or the capacity per instance")
     # Out on the caller's grid: each output step takes the work step it falls in, so any 5-minute
     # mean, first or max of the plan gives back the same value.
-    out_index = end + pd.to_timedelta(np.arange(0, int(math.ceil(horizon.total_seconds() / out_step))) * out_step,
-                                      unit="s")
+    out_index = begin + pd.to_timedelta(np.arange(0, int(math.ceil(horizon.total_seconds() / out_step))) * out_step,
+                                        unit="s")
     # work_index stamps mark the START of each work step, so step i covers [idx[i], idx[i+1]).
     pos = np.clip(np.searchsorted(work_index.asi8, out_index.as_unit(work_index.unit).asi8, side="right") - 1,
                   0, len(work_index) - 1)
+    floor = desired[pos].astype(np.int64)
+    reason = reasons[pos]
+    if max_actions is not None:
+        budget = budget_for(max_actions, horizon.total_seconds() / 3600)
+        floor, reason = _within_budget(floor, reason, out_index, budget, merge, out_step)
+        notes.append(f"{segments(floor)} floor change(s) within a budget of {budget} scheduled actions "
+                     f"({max_actions} per 48 h, merged by {merge})")
     frame = pd.DataFrame({
         "timestamp": out_index,
-        "desired_capacity": desired[pos].astype(np.int64),
+        "desired_capacity": floor,
         "launch_at": out_index - warmup,
         "planned_demand": demand[pos],
-        "reason": reasons[pos],
+        "reason": reason,
     })
     return Plan(frame=frame, rule=choice, notes=notes)
+
+
+def _within_budget(floor: np.ndarray, reason: np.ndarray, index: pd.DatetimeIndex, budget: int, merge: str,
+                   step: float) -> tuple[np.ndarray, np.ndarray]:
+    """The floor merged to ``budget`` segments, and each raised step's reason: held at the level
+    the merged block's busiest step needs."""
+    merged = within_budget(floor, budget, merge=merge, steps_per_hour=max(1, int(round(3600 / step))))
+    if segments(merged) == segments(floor):
+        return merged, reason
+    reason = reason.astype(object)
+    bounds = np.flatnonzero(np.r_[True, merged[1:] != merged[:-1], True])
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        if np.array_equal(merged[a:b], floor[a:b]):
+            continue
+        peak = a + int(np.argmax(floor[a:b]))
+        reason[a:b] = (f"{reason[peak]} at {index[peak]:%H:%M}; held from {index[a]:%H:%M} to keep within "
+                       f"{budget} scheduled actions")
+    return merged, reason
 
 
 def _forecaster(work: pd.Series, step: float, n: int, options: dict) -> tuple[Forecaster | None, str]:

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from shaper_pipelines.lib import replay
+from shaper_pipelines.lib.action_budget import segments
 from shaper_pipelines.lib.planning import PlanError, daily_cycle, make_plan
 
 
@@ -72,3 +73,45 @@ def test_bounds_and_bad_parameters_are_refused():
         make_plan(s, pd.Timedelta(hours=24), capacity_per_instance=float("nan"))
     with pytest.raises(PlanError, match="target utilisation"):
         make_plan(s, pd.Timedelta(hours=24), capacity_per_instance=5.0, target_utilization=1.5)
+
+
+def test_a_plan_made_later_than_its_history_starts_at_the_next_step_after_now():
+    s = _office_hours(9)
+    midnight = s.index[-1] + pd.Timedelta(minutes=5)  # the history ends with the 23:55 step
+    now = midnight + pd.Timedelta(hours=3, minutes=7)
+    plan = make_plan(s, pd.Timedelta(hours=24), capacity_per_instance=15.0, start=now)
+    f = plan.frame
+    assert f["timestamp"].iloc[0] == midnight + pd.Timedelta(hours=3, minutes=10) and len(f) == 288
+    assert any("before the plan starts" in n for n in plan.notes)
+    # The same floor as a plan from midnight, three hours and ten minutes on (the week's profile;
+    # a forecast fitted for another horizon may differ a little).
+    kw = dict(capacity_per_instance=15.0, max_actions=None, use_forecast=False)
+    from_midnight = make_plan(s, pd.Timedelta(hours=30), **kw)
+    later = make_plan(s, pd.Timedelta(hours=24), start=now, **kw)
+    assert later.rule.rule.quantile is not None
+    assert np.array_equal(later.frame["desired_capacity"].to_numpy(),
+                          from_midnight.frame["desired_capacity"].to_numpy()[38:38 + 288])
+
+
+def test_the_floor_changes_at_most_as_often_as_its_budget_allows_and_says_why():
+    s = _office_hours(12, seed=3)
+    c = float(np.percentile(s, 99)) / 40  # many instances, so the floor moves by one often
+    unlimited = make_plan(s, pd.Timedelta(hours=48), capacity_per_instance=c, max_actions=None).frame
+    budgeted = make_plan(s, pd.Timedelta(hours=48), capacity_per_instance=c, max_actions=6)
+    f = budgeted.frame
+    assert segments(unlimited["desired_capacity"].to_numpy()) > 6
+    assert segments(f["desired_capacity"].to_numpy()) <= 6
+    assert any("within a budget of 6 scheduled actions" in n for n in budgeted.notes)
+    assert f["reason"].str.contains("to keep within 6 scheduled actions").any()
+    assert (f["desired_capacity"] >= 1).all()
+
+
+def test_one_spike_in_the_backtest_is_not_a_reason_for_a_floor():
+    rng = np.random.default_rng(2)
+    index = pd.date_range("2026-03-02", periods=10 * 288, freq="5min", tz="UTC")
+    values = 50 + 2 * rng.standard_normal(len(index))
+    values[-100] = 400  # one five-minute spike two days before the plan
+    s = pd.Series(values, index=index)
+    plan = make_plan(s, pd.Timedelta(hours=24), capacity_per_instance=40.0)
+    assert plan.rule.rule.quantile is None
+    assert "breached on 1 step(s)" in plan.rule.why and "only add cost" in plan.rule.why
