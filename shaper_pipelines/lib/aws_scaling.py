@@ -3,29 +3,30 @@
 A plan holds one desired capacity per timestamp: the instances needed from that moment on. shaper
 applies it as a *floor* and nothing more: an Auto Scaling group gets scheduled update-group actions
 that set ``MinSize``, an ECS service's scalable target gets Application Auto Scaling scheduled
-actions that set ``MinCapacity``. Desired capacity is never set, so a plan can never scale a
-group in below what its own policies want, and it never raises a maximum.
+actions that set ``MinCapacity``. Neither a desired capacity nor a maximum is ever written: a
+plan can never scale a group in below what its own policies want, and a maximum an operator
+raised after the plan was made stays raised (AWS accepts a scheduled action with either bound
+alone).
 
 Scheduled actions shaper owns are named ``shaper-<UTC minute>`` (``shaper-20261128T1400Z``).
 Those names are scoped by the group or scalable target, so re-applying a plan puts the same names
 again (no duplicates), shaper-named actions that are no longer in the plan are deleted, and
 actions with any other name are never touched.
 
-boto3 is imported inside the functions that need it so that importing this module stays cheap.
+This module reads a target and turns a plan into actions; ``aws_apply`` carries them out and
+``aws_calls`` talks to AWS.
 """
 
 from __future__ import annotations
 
 import bisect
-import random
 import re
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Sequence
 
 import pandas as pd
 
+from shaper_pipelines.lib.aws_calls import ScalingError, call, make_client, read_all
 from shaper_pipelines.lib.durations import format_duration
 from shaper_pipelines.lib.scaling_config import ScalingTarget
 
@@ -34,27 +35,18 @@ _OWN_NAME = re.compile(r"^shaper-\d{8}T\d{4}Z$")
 ECS_NAMESPACE = "ecs"
 ECS_DIMENSION = "ecs:service:DesiredCount"
 
-ASG_PUT = "put_scheduled_update_group_action"
-ASG_DELETE = "delete_scheduled_action"
+# The operations that carry the actions out, as the audit records them. Auto Scaling groups take
+# batches of up to 50 actions per call; Application Auto Scaling has only single calls.
+ASG_PUT = "batch_put_scheduled_update_group_action"
+ASG_DELETE = "batch_delete_scheduled_action"
 ECS_PUT = "put_scheduled_action"
 ECS_DELETE = "delete_scheduled_action"
-
-THROTTLING = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"})
-ACCESS_DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
-# Server-side hiccups are retried like throttling: every call made here is an idempotent upsert,
-# a delete (where "already gone" counts as done) or a read.
-_TRANSIENT = frozenset({"ServiceUnavailable", "InternalFailure", "InternalError", "RequestTimeout",
-                        "RequestTimeoutException"})
-
-
-class ScalingError(Exception):
-    """A plan that cannot be applied as it stands, or an AWS call that failed; the message names
-    the target, the resource and what to do."""
 
 
 @dataclass(frozen=True)
 class Scheduled:
-    """A scheduled action as AWS reports it."""
+    """A scheduled action as AWS reports it; ``described`` is AWS's whole description of it, kept
+    so that a rollback can put it back."""
 
     name: str
     at: datetime | None
@@ -63,6 +55,7 @@ class Scheduled:
     desired_capacity: int | None = None
     recurrence: str | None = None
     schedule: str | None = None  # ECS: the raw Schedule expression, e.g. at(2026-11-28T14:00:00)
+    described: dict = field(default_factory=dict, hash=False, compare=False, repr=False)
 
     @property
     def owned(self) -> bool:
@@ -82,7 +75,8 @@ class TargetState:
 
 @dataclass(frozen=True)
 class Action:
-    """One AWS call: ``operation`` on the client with exactly ``params``, and why."""
+    """One scheduled action to put or delete, and why: ``operation`` is the AWS call that carries
+    it (for a group, a batch call with ``params`` as one item, the group's name aside)."""
 
     target: str
     kind: str
@@ -100,63 +94,36 @@ class Action:
         return self.operation in (ASG_PUT, ECS_PUT)
 
 
-@dataclass(frozen=True)
-class Retry:
-    """Exponential backoff with full jitter for throttled calls: attempt n waits a random time in
-    [0, min(max_delay, base_delay * 2**(n-1))]."""
-
-    max_attempts: int = 5
-    base_delay: float = 0.25
-    max_delay: float = 20.0
-    sleep: Callable[[float], None] = time.sleep
-    rng: Callable[[], float] = random.random
-
-    def delay(self, attempt: int) -> float:
-        return self.rng() * min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-
-
 def action_name(at: datetime) -> str:
     """The deterministic name of shaper's scheduled action at ``at`` (a UTC minute)."""
     return f"{NAME_PREFIX}{at.astimezone(timezone.utc):%Y%m%dT%H%MZ}"
 
 
-# ---------------------------------------------------------------- AWS clients and reading state
+# ---------------------------------------------------------------- reading a target
 
 
-def make_client(cfg: ScalingTarget, endpoint_url: str | None = None):
-    """The boto3 client that scales ``cfg``: autoscaling for an ASG, application-autoscaling for
-    ECS. botocore's own retries are off so that throttling backoff is ``Retry``'s alone (two retry
-    layers multiply their attempts)."""
-    import boto3
-    from botocore.config import Config
-
-    service = "autoscaling" if cfg.kind == "asg" else "application-autoscaling"
-    return boto3.client(service, region_name=cfg.region, endpoint_url=endpoint_url,
-                        config=Config(retries={"mode": "standard", "total_max_attempts": 1}))
+def describe_target(cfg: ScalingTarget, client, *, ecs_client=None) -> TargetState:
+    """Current min/max/desired and every scheduled action (all pages) of ``cfg``'s group or
+    scalable target. For ECS the desired count comes from the ECS service, and only when
+    ``ecs_client`` is given."""
+    return _describe(cfg.kind, cfg.resource, cfg.region, client, ecs_client=ecs_client)
 
 
-def describe_target(cfg: ScalingTarget, client, *, ecs_client=None, retry: Retry | None = None) -> TargetState:
-    """Current min/max/desired and scheduled actions of ``cfg``'s group or scalable target.
-    For ECS the desired count comes from the ECS service, and only when ``ecs_client`` is given."""
-    return _describe(cfg.kind, cfg.resource, cfg.region, client, ecs_client=ecs_client, retry=retry or Retry())
-
-
-def _describe(kind: str, resource: str, region: str, client, *, ecs_client=None, retry: Retry) -> TargetState:
+def _describe(kind: str, resource: str, region: str, client, *, ecs_client=None) -> TargetState:
     if kind == "asg":
-        groups = _call(client, "describe_auto_scaling_groups", {"AutoScalingGroupNames": [resource]},
-                       resource=resource, retry=retry)["AutoScalingGroups"]
+        groups = call(client, "describe_auto_scaling_groups", {"AutoScalingGroupNames": [resource]},
+                      resource=resource)["AutoScalingGroups"]
         if not groups:
             raise ScalingError(f"no Auto Scaling group named {resource!r} in {region}: check the resource of "
                                "the target in scaling.yaml, the region, and the account")
         group = groups[0]
-        scheduled = [_asg_scheduled(a) for page in _pages(client, "describe_scheduled_actions",
-                                                           {"AutoScalingGroupName": resource}, resource, retry)
-                     for a in page["ScheduledUpdateGroupActions"]]
+        scheduled = read_all(client, "describe_scheduled_actions", {"AutoScalingGroupName": resource},
+                             "ScheduledUpdateGroupActions", resource=resource)
         return TargetState(int(group["MinSize"]), int(group["MaxSize"]), int(group["DesiredCapacity"]),
-                           tuple(scheduled))
+                           tuple(_asg_scheduled(a) for a in scheduled))
     where = {"ServiceNamespace": ECS_NAMESPACE, "ScalableDimension": ECS_DIMENSION}
-    targets = _call(client, "describe_scalable_targets", {**where, "ResourceIds": [resource]},
-                    resource=resource, retry=retry)["ScalableTargets"]
+    targets = call(client, "describe_scalable_targets", {**where, "ResourceIds": [resource]},
+                   resource=resource)["ScalableTargets"]
     if not targets:
         raise ScalingError(f"ECS service {resource!r} is not registered as a scalable target with Application "
                            f"Auto Scaling in {region} (register_scalable_target for {ECS_DIMENSION} first, or "
@@ -164,32 +131,20 @@ def _describe(kind: str, resource: str, region: str, client, *, ecs_client=None,
     desired = None
     if ecs_client is not None:
         _, cluster, service = resource.split("/", 2)
-        services = _call(ecs_client, "describe_services", {"cluster": cluster, "services": [service]},
-                         resource=resource, retry=retry)["services"]
+        services = call(ecs_client, "describe_services", {"cluster": cluster, "services": [service]},
+                        resource=resource)["services"]
         desired = int(services[0]["desiredCount"]) if services else None
-    scheduled = [_ecs_scheduled(a) for page in _pages(client, "describe_scheduled_actions",
-                                                       {**where, "ResourceId": resource}, resource, retry)
-                 for a in page["ScheduledActions"]]
-    return TargetState(int(targets[0]["MinCapacity"]), int(targets[0]["MaxCapacity"]), desired, tuple(scheduled))
-
-
-def _pages(client, operation: str, params: dict, resource: str, retry: Retry):
-    # By hand rather than with a botocore paginator, so that every page goes through _call's retries.
-    token = None
-    while True:
-        page = _call(client, operation, {**params, **({"NextToken": token} if token else {})},
-                     resource=resource, retry=retry)
-        yield page
-        token = page.get("NextToken")
-        if not token:
-            return
+    scheduled = read_all(client, "describe_scheduled_actions", {**where, "ResourceId": resource},
+                         "ScheduledActions", resource=resource)
+    return TargetState(int(targets[0]["MinCapacity"]), int(targets[0]["MaxCapacity"]), desired,
+                       tuple(_ecs_scheduled(a) for a in scheduled))
 
 
 def _asg_scheduled(a: dict) -> Scheduled:
     start = a.get("StartTime") or a.get("Time")
     return Scheduled(name=a["ScheduledActionName"], at=_as_utc(start) if start else None,
                      min_capacity=a.get("MinSize"), max_capacity=a.get("MaxSize"),
-                     desired_capacity=a.get("DesiredCapacity"), recurrence=a.get("Recurrence"))
+                     desired_capacity=a.get("DesiredCapacity"), recurrence=a.get("Recurrence"), described=a)
 
 
 def _ecs_scheduled(a: dict) -> Scheduled:
@@ -200,7 +155,7 @@ def _ecs_scheduled(a: dict) -> Scheduled:
         at = datetime.fromisoformat(match.group(1)).replace(tzinfo=timezone.utc)
     action = a.get("ScalableTargetAction") or {}
     return Scheduled(name=a["ScheduledActionName"], at=at, min_capacity=action.get("MinCapacity"),
-                     max_capacity=action.get("MaxCapacity"), schedule=schedule)
+                     max_capacity=action.get("MaxCapacity"), schedule=schedule, described=a)
 
 
 # ---------------------------------------------------------------- from a plan to actions
@@ -224,6 +179,11 @@ def actions_for_plan(target_cfg: ScalingTarget, plan_frame: pd.DataFrame, now: d
     raised to it; a value above ``max_capacity`` or the group's own maximum is a ScalingError and
     no action is returned. Only change points after ``now`` become actions; puts identical to what
     AWS already has are left out, and obsolete shaper-named actions are deleted.
+
+    Deletes come first, puts after: applied in that order, the number of actions on the target
+    never exceeds what it is before or after the run. A shaper action that carries something a put
+    cannot take away (a maximum, as shaper once wrote for ECS; a desired count; a recurrence) is
+    deleted and put again, since a put leaves unspecified fields as they are.
     """
     now = _as_utc(now)
     steps = _plan_steps(target_cfg, plan_frame)
@@ -233,12 +193,13 @@ def actions_for_plan(target_cfg: ScalingTarget, plan_frame: pd.DataFrame, now: d
     existing = {s.name: s for s in current_bounds.scheduled if s.owned}
     wanted: dict[str, Action] = {}
     for f in floors:
-        action = (_asg_put if target_cfg.kind == "asg" else _ecs_put)(target_cfg, f, current_bounds)
+        action = (_asg_put if target_cfg.kind == "asg" else _ecs_put)(target_cfg, f)
         wanted[action.name] = action
     puts = [a for name, a in wanted.items() if not _same(target_cfg.kind, existing.get(name), a)]
     deletes = [_delete(target_cfg, s) for name, s in sorted(existing.items()) if name not in wanted]
-    # Puts first: if a run stops half-way, the group keeps its new floors rather than losing old ones.
-    return puts + deletes
+    deletes += [_delete(target_cfg, existing[a.name], replaced=_unremovable(existing[a.name]))
+                for a in puts if a.name in existing and _unremovable(existing[a.name])]
+    return deletes + puts
 
 
 def _plan_steps(cfg: ScalingTarget, frame: pd.DataFrame) -> list[tuple[datetime, int, str]]:
@@ -327,26 +288,27 @@ def _ceil_minute(t: datetime) -> datetime:
     return down if down == t else down + timedelta(minutes=1)
 
 
-def _asg_put(cfg: ScalingTarget, f: _Floor, state: TargetState) -> Action:
+def _asg_put(cfg: ScalingTarget, f: _Floor) -> Action:
     name = action_name(f.at)
     params = {"AutoScalingGroupName": cfg.resource, "ScheduledActionName": name,
               "StartTime": f"{f.at:%Y-%m-%dT%H:%M:%SZ}", "MinSize": f.value}
     return Action(cfg.name, cfg.kind, cfg.resource, cfg.region, ASG_PUT, params, f.reason, name, f.at, f.value)
 
 
-def _ecs_put(cfg: ScalingTarget, f: _Floor, state: TargetState) -> Action:
+def _ecs_put(cfg: ScalingTarget, f: _Floor) -> Action:
     name = action_name(f.at)
-    # Application Auto Scaling sets both bounds when the action runs; MaxCapacity is today's so that
-    # shaper only ever moves the floor.
+    # MinCapacity alone: a MaxCapacity here would put back, when the action runs, whatever maximum
+    # the plan was made with, undoing an operator who raised it since (and scaling the service in).
     params = {"ServiceNamespace": ECS_NAMESPACE, "ScalableDimension": ECS_DIMENSION, "ResourceId": cfg.resource,
               "ScheduledActionName": name, "Schedule": f"at({f.at:%Y-%m-%dT%H:%M:%S})", "Timezone": "UTC",
-              "ScalableTargetAction": {"MinCapacity": f.value, "MaxCapacity": state.max_capacity}}
+              "ScalableTargetAction": {"MinCapacity": f.value}}
     return Action(cfg.name, cfg.kind, cfg.resource, cfg.region, ECS_PUT, params, f.reason, name, f.at, f.value)
 
 
-def _delete(cfg: ScalingTarget, s: Scheduled) -> Action:
+def _delete(cfg: ScalingTarget, s: Scheduled, replaced: str = "") -> Action:
     when = f" at {s.at:%Y-%m-%dT%H:%MZ}" if s.at else ""
-    reason = f"no longer in the plan: floor {s.min_capacity}{when}"
+    reason = (f"replaced: it carries {replaced}, which a put cannot remove" if replaced
+              else f"no longer in the plan: floor {s.min_capacity}{when}")
     if cfg.kind == "asg":
         return Action(cfg.name, cfg.kind, cfg.resource, cfg.region, ASG_DELETE,
                       {"AutoScalingGroupName": cfg.resource, "ScheduledActionName": s.name}, reason, s.name, s.at)
@@ -356,159 +318,21 @@ def _delete(cfg: ScalingTarget, s: Scheduled) -> Action:
 
 
 def _same(kind: str, existing: Scheduled | None, action: Action) -> bool:
-    if existing is None:
+    """Whether AWS already holds exactly ``action``: the floor at that time and nothing else."""
+    if existing is None or _unremovable(existing) or existing.min_capacity != action.min_capacity:
         return False
     if kind == "asg":
-        return (existing.at == action.at and existing.min_capacity == action.min_capacity
-                and existing.max_capacity is None and existing.desired_capacity is None
-                and existing.recurrence is None)
-    target_action = action.params["ScalableTargetAction"]
-    return (existing.schedule == action.params["Schedule"] and existing.at is not None
-            and existing.min_capacity == target_action["MinCapacity"]
-            and existing.max_capacity == target_action["MaxCapacity"])
+        return existing.at == action.at
+    return existing.schedule == action.params["Schedule"] and existing.at is not None
 
 
-# ---------------------------------------------------------------- applying
-
-
-def action_record(action: Action, *, actor: str, dry_run: bool, outcome: str, plan_id: int | None,
-                  at: datetime | None = None) -> dict:
-    """What ScalingStore.record_actions keeps of one action: who, what, when, why and how it went."""
-    return {"at": at or datetime.now(timezone.utc), "actor": actor, "target": action.target, "kind": action.kind,
-            "resource": action.resource, "action": action.operation, "params": action.params,
-            "reason": action.reason, "dry_run": dry_run, "outcome": outcome, "plan_id": plan_id}
-
-
-def apply(actions: Sequence[Action], client, *, dry_run: bool = True, actor: str, store, plan_id: int | None,
-          retry: Retry | None = None) -> list[dict]:
-    """Apply ``actions`` (all for one target) and record each in ``store`` (a ScalingStore).
-
-    Everything is validated first (the group or scalable target exists, no floor above its current
-    maximum) and nothing changes when that fails. A dry run calls only describe operations and
-    records ``would-apply``. A real run stops at the first failed call and records it, and the
-    actions after it, as failed. Raises ScalingError on any failure; returns the records.
-    """
-    if not actions:
-        return []
-    retry = retry or Retry()
-    first = actions[0]
-    if any((a.target, a.kind, a.resource) != (first.target, first.kind, first.resource) for a in actions):
-        raise ValueError("apply() takes the actions of one target at a time")
-    records: list[dict] = []
-
-    def record(action: Action, outcome: str) -> None:
-        records.append(action_record(action, actor=actor, dry_run=dry_run, outcome=outcome, plan_id=plan_id))
-
-    try:
-        _validate(actions, client, retry)
-    except ScalingError as exc:
-        for a in actions:
-            record(a, f"failed: {exc}")
-        store.record_actions(records)
-        raise
-
-    if dry_run:
-        for a in actions:
-            record(a, "would-apply")
-        store.record_actions(records)
-        return records
-
-    failure: ScalingError | None = None
-    failed_name = ""
-    try:
-        for a in actions:
-            if failure is not None:
-                record(a, f"failed: not attempted because {failed_name} failed before it")
-                continue
-            try:
-                _call(client, a.operation, a.params, resource=a.resource, retry=retry, gone_ok=not a.is_put)
-                record(a, "applied")
-            except ScalingError as exc:
-                failure, failed_name = exc, f"{a.operation} {a.name}"
-                record(a, f"failed: {exc}")
-    finally:
-        # Whatever happened, what was changed is on record.
-        store.record_actions(records)
-    if failure is not None:
-        raise failure
-    return records
-
-
-def _validate(actions: Sequence[Action], client, retry: Retry) -> None:
-    first = actions[0]
-    state = _describe(first.kind, first.resource, first.region, client, retry=retry)
-    for a in actions:
-        if a.is_put and a.min_capacity is not None and a.min_capacity > state.max_capacity:
-            raise ScalingError(f"{a.target}: {a.name} would set the floor to {a.min_capacity}, above the "
-                               f"{_bound_name(a.kind)} {state.max_capacity} of {a.resource!r} now; "
-                               "nothing was applied")
-        # An ECS scheduled action sets MaxCapacity too; one computed against an older maximum would
-        # quietly put that maximum back when it runs.
-        if a.operation == ECS_PUT and a.params["ScalableTargetAction"]["MaxCapacity"] != state.max_capacity:
-            raise ScalingError(f"{a.target}: the scalable target's MaxCapacity of {a.resource!r} is now "
-                               f"{state.max_capacity}, not the {a.params['ScalableTargetAction']['MaxCapacity']} "
-                               "the actions were computed with; describe and compute them again. Nothing was applied")
-
-
-def apply_plan(cfg: ScalingTarget, plan_frame: pd.DataFrame, client, *, store, plan_id: int | None, actor: str,
-               dry_run: bool = True, now: datetime | None = None, retry: Retry | None = None) -> list[dict]:
-    """Describe the target, turn the plan into actions and apply them: the whole path in one call."""
-    retry = retry or Retry()
-    state = describe_target(cfg, client, retry=retry)
-    actions = actions_for_plan(cfg, plan_frame, now or datetime.now(timezone.utc), state)
-    return apply(actions, client, dry_run=dry_run, actor=actor, store=store, plan_id=plan_id, retry=retry)
-
-
-def _call(client, operation: str, params: dict, *, resource: str, retry: Retry, gone_ok: bool = False) -> Any:
-    """``client.<operation>(**params)``, retrying throttling and server hiccups, with AWS errors
-    turned into ScalingErrors that say which call on which resource failed."""
-    from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
-
-    for attempt in range(1, max(1, retry.max_attempts) + 1):
-        try:
-            return getattr(client, operation)(**params)
-        except ClientError as exc:
-            code, message = _error_of(exc)
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-            retryable = code in THROTTLING or code in _TRANSIENT or status >= 500
-            if retryable and attempt < retry.max_attempts:
-                retry.sleep(retry.delay(attempt))
-                continue
-            if code in ACCESS_DENIED:
-                raise ScalingError(f"access denied ({code}) for {operation} on {resource}: {message}") from exc
-            if gone_ok and _is_gone(code, message):
-                return None
-            if retryable:
-                raise ScalingError(f"{operation} on {resource} still failing ({code or status}) after "
-                                   f"{attempt} attempts: {message}") from exc
-            raise ScalingError(f"{operation} on {resource} failed ({code}): {message}") from exc
-        except BotoConnectionError as exc:
-            if attempt < retry.max_attempts:
-                retry.sleep(retry.delay(attempt))
-                continue
-            raise ScalingError(f"{operation} on {resource}: cannot reach AWS after {attempt} attempts: {exc}") from exc
-        except BotoCoreError as exc:
-            raise ScalingError(f"{operation} on {resource}: {exc}") from exc
-    raise AssertionError("unreachable")
-
-
-def _error_of(exc) -> tuple[str, str]:
-    """The AWS error code and message of a ClientError. When botocore could not parse the error body
-    (an XML error document from a JSON-protocol service, as moto sends for IAM denials), it reports
-    the HTTP status as the code and the raw body as the message; the real code is inside."""
-    error = exc.response.get("Error", {})
-    code, message = str(error.get("Code", "")), str(error.get("Message", exc))
-    if code.isdigit() and "<Code>" in message:
-        inner_code = re.search(r"<Code>([^<]+)</Code>", message)
-        inner_message = re.search(r"<Message>([^<]*)</Message>", message)
-        if inner_code:
-            return inner_code.group(1), inner_message.group(1) if inner_message else message
-    return code, message
-
-
-def _is_gone(code: str, message: str) -> bool:
-    # A delete retried after a lost response finds nothing to delete; that is success.
-    return code == "ObjectNotFoundException" or (code == "ValidationError" and "not found" in message.lower())
+def _unremovable(s: Scheduled) -> str:
+    """What ``s`` carries that a put of a floor would leave in place, or "" (puts update only the
+    fields they name)."""
+    found = [f"{what} {value}" for what, value in (("a maximum", s.max_capacity),
+                                                     ("a desired capacity", s.desired_capacity),
+                                                     ("a recurrence", s.recurrence)) if value is not None]
+    return " and ".join(found)
 
 
 def _as_utc(value) -> datetime:
@@ -518,5 +342,15 @@ def _as_utc(value) -> datetime:
     return ts.tz_convert("UTC").to_pydatetime()
 
 
-__all__ = ["Action", "Retry", "Scheduled", "ScalingError", "TargetState", "action_name", "actions_for_plan",
-           "apply", "apply_plan", "describe_target", "make_client"]
+def __getattr__(name: str):
+    # apply, apply_plan and action_record live in aws_apply (which imports this module); they are
+    # still importable from here, where they used to be.
+    if name in ("apply", "apply_plan", "action_record", "apply_targets"):
+        from shaper_pipelines.lib import aws_apply
+
+        return getattr(aws_apply, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Action", "Scheduled", "ScalingError", "TargetState", "action_name", "actions_for_plan",
+           "describe_target", "make_client"]

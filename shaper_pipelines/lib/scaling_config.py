@@ -10,6 +10,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shaper_pipelines.lib.action_budget import DEFAULT_MAX_ACTIONS
 from shaper_pipelines.lib.durations import Duration
 from shaper_pipelines.lib.metrics_config import MetricsConfig
 
@@ -20,6 +21,11 @@ _ECS_RESOURCE = re.compile(r"^service/[A-Za-z0-9_-]{1,255}/[A-Za-z0-9_-]{1,255}$
 # cannot be mistaken for an ARN or an ECS resource.
 _ASG_RESOURCE = re.compile(r"^[\x21-\x2e\x30-\x7e][\x20-\x2e\x30-\x7e]{0,254}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+
+# AWS's hard quotas on scheduled actions, the owner's own included: 125 per Auto Scaling group
+# (EC2 Auto Scaling quotas page), 200 per Application Auto Scaling scalable target (Application
+# Auto Scaling quotas page). Neither can be raised, and moto enforces neither, so shaper counts.
+SCHEDULED_ACTION_QUOTA = {"asg": 125, "ecs": 200}
 
 
 class HistorySeries(BaseModel):
@@ -41,6 +47,9 @@ class ScalingTarget(BaseModel):
     warmup: Duration = 300.0
     min_capacity: int = Field(ge=1)
     max_capacity: int = Field(ge=1)
+    # The most scheduled actions shaper may hold on the target per 48 hours of plan: the budget
+    # planning keeps to. At most the AWS quota of the kind (SCHEDULED_ACTION_QUOTA).
+    max_actions: int = Field(default=DEFAULT_MAX_ACTIONS, ge=1)
 
     @field_validator("region")
     @classmethod
@@ -59,6 +68,13 @@ class ScalingTarget(BaseModel):
                              "group's name (1 to 255 characters, no '/')")
         if self.min_capacity > self.max_capacity:
             raise ValueError(f"min_capacity {self.min_capacity} is above max_capacity {self.max_capacity}")
+        quota = SCHEDULED_ACTION_QUOTA[self.kind]
+        if self.max_actions > quota:
+            holder = "Auto Scaling group" if self.kind == "asg" else "Application Auto Scaling scalable target"
+            raise ValueError(f"max_actions {self.max_actions} is above AWS's hard quota of {quota} scheduled "
+                             f"actions per {holder}, which the owner's own actions count against too; set "
+                             f"max_actions to at most {quota} (the default {DEFAULT_MAX_ACTIONS} leaves room "
+                             "for the owner's)")
         return self
 
 

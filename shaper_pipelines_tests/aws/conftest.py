@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from shaper_pipelines.lib.scaling_config import ScalingTarget, load_scaling_config
+from shaper_pipelines_tests.services.aws_faults import FaultProxy
 from shaper_pipelines_tests.services.moto import MotoServer, start_moto
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -86,6 +87,32 @@ class Aws:
             ServiceNamespace="ecs", ResourceId=resource, ScalableDimension="ecs:service:DesiredCount")
         return {a["ScheduledActionName"]: a for a in actions["ScheduledActions"]}
 
+    def create(self, cfg: ScalingTarget, *, max_capacity: int = 10, register: bool = True) -> None:
+        """The group or registered ECS service of ``cfg``: minimum 2, maximum ``max_capacity``."""
+        if cfg.kind == "asg":
+            self.create_asg(cfg.resource, min_size=2, max_size=max_capacity, desired=2)
+        else:
+            _, cluster, service = cfg.resource.split("/")
+            self.create_ecs_service(cluster, service, min_capacity=2, max_capacity=max_capacity, register=register)
+
+    def scheduled(self, cfg: ScalingTarget) -> dict[str, dict]:
+        """Every scheduled action on ``cfg``'s group or scalable target, as AWS describes it."""
+        return self.asg_scheduled(cfg.resource) if cfg.kind == "asg" else self.ecs_scheduled(cfg.resource)
+
+    def state(self, cfg: ScalingTarget) -> dict[str, dict]:
+        """What a rollback must give back: every scheduled action with all its fields, except the
+        ones AWS makes up when an action is created (its ARN and creation time)."""
+        return {name: {k: v for k, v in a.items() if k not in ("ScheduledActionARN", "CreationTime")}
+                for name, a in self.scheduled(cfg).items()}
+
+    def maximum(self, cfg: ScalingTarget) -> int:
+        if cfg.kind == "asg":
+            return self.client("autoscaling").describe_auto_scaling_groups(
+                AutoScalingGroupNames=[cfg.resource])["AutoScalingGroups"][0]["MaxSize"]
+        return self.client("application-autoscaling").describe_scalable_targets(
+            ServiceNamespace="ecs", ResourceIds=[cfg.resource],
+            ScalableDimension="ecs:service:DesiredCount")["ScalableTargets"][0]["MaxCapacity"]
+
 
 @pytest.fixture
 def aws(moto_server, monkeypatch, tmp_path):
@@ -102,6 +129,58 @@ def aws(moto_server, monkeypatch, tmp_path):
     moto_server.reset()
     yield Aws(moto_server)
     moto_server.enforce_iam(False)
+
+
+@pytest.fixture
+def faults(moto_server):
+    """A fault-injecting proxy in front of this test's moto_server (see services/aws_faults.py)."""
+    proxy = FaultProxy(moto_server.url).start()
+    yield proxy
+    proxy.stop()
+
+
+@dataclass
+class Backoff:
+    draws: list[float]
+    delays: list[float]
+
+
+@pytest.fixture
+def backoff(monkeypatch) -> Backoff:
+    """botocore's standard retry mode with its random function replaced by a known sequence, and the
+    delays it computes recorded. It waits ``random() * min(base * 2**(i-1), 20 s)`` before attempt
+    i+1, base 1 s after throttling (botocore/retries/standard.py, ExponentialBackoff.delay_amount):
+    small draws keep the retried tests to milliseconds, and nothing is measured against a clock.
+    Only clients made after this fixture are affected."""
+    from botocore.retries import standard
+
+    sequence = [0.02, 0.03, 0.01, 0.025]
+    seen = Backoff([], [])
+
+    def draw() -> float:
+        value = sequence[len(seen.draws) % len(sequence)]
+        seen.draws.append(value)
+        return value
+
+    original_init, original_delay = standard.ExponentialBackoff.__init__, standard.ExponentialBackoff.delay_amount
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **{**kwargs, "random": draw})
+
+    def delay_amount(self, context):
+        seen.delays.append(original_delay(self, context))
+        return seen.delays[-1]
+
+    monkeypatch.setattr(standard.ExponentialBackoff, "__init__", init)
+    monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", delay_amount)
+    return seen
+
+
+def no_wait():
+    """Pacing that never waits: for tests that are not about pacing."""
+    from shaper_pipelines.lib.aws_calls import Pacing
+
+    return Pacing(calls_per_second=0)
 
 
 @pytest.fixture

@@ -3,6 +3,9 @@ moto_server over HTTP; dry run by default."""
 
 from __future__ import annotations
 
+import os
+
+import pytest
 import yaml
 
 from shaper_pipelines_tests.aws.conftest import next_hour, plan_frame
@@ -84,3 +87,68 @@ def test_apply_job_fails_clearly_on_an_unknown_group_and_changes_nothing(aws, sc
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert asg.resource in failure.event_specific_data.error.message
     assert not [a for a in scaling_store.actions() if a["outcome"] == "applied"]
+
+
+def _failure(result) -> str:
+    return next(e for e in result.all_events if e.is_step_failure).event_specific_data.error.message
+
+
+@pytest.mark.parametrize("switch, said", [
+    ({"dry_run": False, "paused": True}, "scaling is paused (set by test)"),
+    ({"dry_run": True, "paused": False}, "scaling is in dry-run mode (set by test)"),
+])
+def test_a_switch_flipped_while_applying_stops_before_the_next_target(aws, faults, scaling_store, store_url,
+                                                                     demo_targets, tmp_path, monkeypatch,
+                                                                     switch, said):
+    asg, ecs = demo_targets["asg"], demo_targets["ecs"]
+    aws.create(asg)
+    aws.create(ecs)
+    _config(tmp_path, monkeypatch, [asg, ecs])
+    start = next_hour(hours=2)
+    scaling_store.save_plan(asg.name, plan_frame(start, [3, 6]), "test", "floor: test")
+    scaling_store.save_plan(ecs.name, plan_frame(start, [3, 5]), "test", "floor: test")
+    _switch(store_url, dry_run=False, paused=False)
+    # An operator flips the switch while the first target's actions are being written.
+    faults.after("BatchPutScheduledUpdateGroupAction", lambda: _switch(store_url, **switch))
+    job, resources = _job(store_url, faults.url)
+
+    result = job.execute_in_process(resources=resources, raise_on_error=False, run_config={
+        "ops": {"apply_scaling_plans": {"config": {"dry_run": False}}}})
+
+    assert not result.success
+    message = _failure(result)
+    assert f"{said}: the run stopped before search-api. What was applied before stays applied" in message
+    assert "checkout-api-asg: applied (2 changes); kept" in message and "search-api: not applied" in message
+    assert sorted(a["MinSize"] for a in aws.asg_scheduled(asg.resource).values()) == [3, 6]  # kept, not undone
+    assert aws.ecs_scheduled(ecs.resource) == {}
+    assert all(r["outcome"] == "applied" for r in scaling_store.actions(asg.name))
+    assert all(r["outcome"].startswith(f"failed: not applied: {said}") for r in scaling_store.actions(ecs.name))
+
+
+def test_an_offline_dry_run_says_once_that_aws_was_not_reached(scaling_store, store_url, demo_targets, tmp_path,
+                                                               monkeypatch):
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    asg, ecs = demo_targets["asg"], demo_targets["ecs"]
+    _config(tmp_path, monkeypatch, [asg, ecs])
+    start = next_hour(hours=2)
+    scaling_store.save_plan(asg.name, plan_frame(start, [3, 6, 4]), "test", "floor: test")
+    scaling_store.save_plan(ecs.name, plan_frame(start, [3, 5]), "test", "floor: test")
+    job, resources = _job(store_url, "")
+
+    result = job.execute_in_process(resources=resources)
+
+    output = next(e for e in result.all_events if e.event_type_value == "STEP_OUTPUT").event_specific_data
+    assert output.metadata["online"].value is False
+    table = output.metadata["what"].value
+    assert table.splitlines()[0].startswith("AWS was not reached (no endpoint, no credentials)")
+    assert table.count("not reached") == 1
+    rows = [line for line in table.splitlines() if line.startswith(("| checkout-api-asg |", "| search-api |"))]
+    assert len(rows) == 5 and all(row.split(" | ")[4] == "would-apply" for row in rows)
+    # The audit trail keeps, per action, that it was not checked against AWS.
+    assert all(r["outcome"] == "would-apply (offline: AWS not reached; bounds from scaling.yaml)"
+               for r in scaling_store.actions())

@@ -28,7 +28,7 @@ def state(max_capacity: int = 10, scheduled: tuple[Scheduled, ...] = ()) -> Targ
 
 
 def floors(actions) -> dict[datetime, int]:
-    return {a.at: a.min_capacity for a in actions if a.operation.startswith("put")}
+    return {a.at: a.min_capacity for a in actions if a.is_put}
 
 
 def test_a_floor_rises_a_warmup_early_and_falls_on_time_with_equal_steps_compressed(demo_targets):
@@ -54,7 +54,7 @@ def test_a_warmup_off_the_minute_rounds_rises_down_and_falls_up(demo_targets):
                                datetime(2026, 11, 28, 12, 11, tzinfo=timezone.utc): 3}
     params = actions[0].params
     assert params["Schedule"] == "at(2026-11-28T11:59:00)" and params["Timezone"] == "UTC"
-    assert params["ScalableTargetAction"] == {"MinCapacity": 5, "MaxCapacity": 12}
+    assert params["ScalableTargetAction"] == {"MinCapacity": 5}  # never a maximum
     assert (params["ServiceNamespace"], params["ScalableDimension"]) == ("ecs", "ecs:service:DesiredCount")
 
 
@@ -90,11 +90,31 @@ def test_obsolete_shaper_actions_are_deleted_and_foreign_ones_never_touched(demo
         Scheduled("shaper-manual-override", T0 + 5 * H, 7),          # not a name shaper makes
     )
     actions = actions_for_plan(asg, plan_frame(T0, [3, 6]), NOW, state(scheduled=existing))
+    # Deletes first: applied in this order the group never holds more actions than before or after.
     assert [(a.operation, a.name) for a in actions] == [
-        ("put_scheduled_update_group_action", "shaper-20261128T1255Z"),
-        ("delete_scheduled_action", "shaper-20261128T1555Z"),
+        ("batch_delete_scheduled_action", "shaper-20261128T1555Z"),
+        ("batch_put_scheduled_update_group_action", "shaper-20261128T1255Z"),
     ]
-    assert "no longer in the plan" in actions[1].reason
+    assert "no longer in the plan" in actions[0].reason
+
+
+@pytest.mark.parametrize("kind", ["asg", "ecs"])
+def test_a_shaper_action_carrying_a_maximum_is_deleted_and_put_again_without_it(demo_targets, kind):
+    """A put updates only the fields it names, so an action that once carried a maximum (as
+    shaper wrote for ECS) would keep it; it is replaced instead, and the same floor without a
+    maximum counts as different from it."""
+    cfg = demo_targets[kind]
+    lead = 5 * M if kind == "asg" else 2 * M
+    at = T0 - lead
+    old = Scheduled(action_name(at), at, 3, max_capacity=10,
+                    schedule=f"at({at:%Y-%m-%dT%H:%M:%S})" if kind == "ecs" else None)
+    actions = actions_for_plan(cfg, plan_frame(T0, [3]), NOW, state(max_capacity=12, scheduled=(old,)))
+    assert [(a.is_put, a.name) for a in actions] == [(False, old.name), (True, old.name)]
+    assert "replaced: it carries a maximum 10" in actions[0].reason
+    assert "MaxSize" not in actions[1].params and "MaxCapacity" not in str(actions[1].params)
+    # Once it is replaced, the same plan has nothing left to do.
+    clean = Scheduled(old.name, at, 3, schedule=old.schedule)
+    assert actions_for_plan(cfg, plan_frame(T0, [3]), NOW, state(max_capacity=12, scheduled=(clean,))) == []
 
 
 @pytest.mark.parametrize("values, bound", [([3, 11, 4], "MaxSize 10"), ([3, 21, 4], "max_capacity 20")])

@@ -45,6 +45,9 @@ def write(tmp_path, **changes):
     ({"capacity_per_instance": 0}, r"\.capacity_per_instance: Input should be greater than 0"),
     ({"region": "mars"}, r"\.region: 'mars' is not an AWS region"),
     ({"replicas": 3}, r"\.replicas: Extra inputs are not permitted"),
+    ({"max_actions": 201}, r"targets\[1\] \(search-api\): max_actions 201 is above AWS's hard quota of 200 scheduled "
+                           r"actions per Application Auto Scaling scalable target, .*set max_actions to at most 200"),
+    ({"max_actions": 0}, r"\.max_actions: Input should be greater than or equal to 1"),
     ({"name": "checkout-api-asg"}, r"two targets are named 'checkout-api-asg'"),
 ])
 def test_mistakes_name_the_file_and_the_field(tmp_path, changes, expected):
@@ -52,6 +55,22 @@ def test_mistakes_name_the_file_and_the_field(tmp_path, changes, expected):
     with pytest.raises(ValueError, match=expected) as caught:
         load_scaling_config(path)
     assert str(caught.value).startswith(f"{path}: ")
+
+
+def test_max_actions_defaults_to_100_and_stays_within_each_kinds_aws_quota(tmp_path):
+    from shaper_pipelines.lib.scaling_config import SCHEDULED_ACTION_QUOTA
+
+    assert SCHEDULED_ACTION_QUOTA == {"asg": 125, "ecs": 200}
+    config = load_scaling_config(SCALING)
+    assert [t.max_actions for t in config.targets] == [100, 100]
+    assert load_scaling_config(write(tmp_path, max_actions=200)).target("search-api").max_actions == 200  # ecs
+    raw = yaml.safe_load(SCALING.read_text())
+    raw["targets"][0]["max_actions"] = 126  # the asg target
+    path = tmp_path / "asg.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match=r"targets\[0\] \(checkout-api-asg\): max_actions 126 is above AWS's hard "
+                                         r"quota of 125 scheduled actions per Auto Scaling group"):
+        load_scaling_config(path)
 
 
 def test_a_history_series_that_is_not_collected_is_refused(tmp_path):
