@@ -78,3 +78,4 @@ def test_the_default_merge_may_dip_below_a_short_valley_but_keeps_the_peaks():
     values = np.array([3] * 6 + [9, 9, 9, 3, 9, 9, 9, 3, 9, 9, 9] + [3] * 6)
     out = within_budget(values, 3)
     assert segments(out) <= 3 and (out[6:17] == 9).all() and out.max() == 9
+

@@ -282,7 +282,8 @@ def scaling_plan(context: dg.AssetExecutionContext, config: PlanConfig, database
                              target_utilization=t.target_utilization, warmup=pd.Timedelta(seconds=t.warmup),
                              min_capacity=t.min_capacity, max_capacity=t.max_capacity,
                              forecast_options={"business": business, "holidays": holidays},
-                             use_forecast=bool(fc.get("beats_naive")))
+                             use_forecast=bool(fc.get("beats_naive")), start=pd.Timestamp.now(tz="UTC"),
+                             max_actions=t.max_actions)
         except PlanError as exc:
             failures.append(f"{t.name}: {exc}")
             continue
@@ -315,11 +316,9 @@ def scaling_plan(context: dg.AssetExecutionContext, config: PlanConfig, database
 
 def _plan_section(t, plan, frame: pd.DataFrame, plan_id: int, capacity: float, png_markdown) -> str:
     """The plan of one target for the UI: why this floor, its changes with reasons, and a plot."""
+    from shaper_pipelines.lib.plan_view import changes_markdown
     from shaper_pipelines.lib.plots import overlay_plot_png
 
-    changes = frame[frame["desired_capacity"].diff().fillna(1) != 0].head(40)
-    rows = [f"| {r.timestamp:%Y-%m-%d %H:%M} | {r.launch_at:%H:%M} | {r.desired_capacity} | {r.reason} |"
-            for r in changes.itertuples()]
     secs = frame["timestamp"].dt.as_unit("s").astype("int64").to_numpy()
     png = overlay_plot_png([(f"{t.name}: floor of warm instances (plan {plan_id})", [
         ("desired capacity", secs, frame["desired_capacity"].to_numpy(dtype=float)),
@@ -331,7 +330,7 @@ def _plan_section(t, plan, frame: pd.DataFrame, plan_id: int, capacity: float, p
         f"- floor rule: **{plan.rule.rule.name}** - {plan.rule.why}",
         *[f"- {n}" for n in plan.notes],
         "",
-        "| serving at (UTC) | launch at | desired | reason |", "|---|---|---:|---|", *rows,
+        changes_markdown(frame),
         "",
         png_markdown(png, f"plan for {t.name}"),
     ])
