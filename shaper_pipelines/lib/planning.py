@@ -213,6 +213,13 @@ def make_plan(series: pd.Series, horizon: pd.Timedelta, *, capacity_per_instance
     if step < WORK_STEP:
         work = series.resample(pd.Timedelta(seconds=WORK_STEP), origin="epoch").mean().interpolate()
         notes.append(f"planned on {WORK_STEP:g}s means of the {step:g}s history")
+    elif step > WORK_STEP:
+        # A coarse sample is the load at its stamp, and between stamps the load moves on to the next
+        # one: a floor sized on the sample alone is an hour late for a morning rise. Planned on
+        # 5-minute steps interpolated between the samples; each coarse output step then holds the
+        # highest floor inside it.
+        work = series.resample(pd.Timedelta(seconds=WORK_STEP), origin="epoch").interpolate(method="time")
+        notes.append(f"planned on {WORK_STEP:g}s steps interpolated between the {step:g}s samples")
     wstep = float((work.index[1] - work.index[0]).total_seconds()) if len(work) > 1 else step
     period = int(round(86400 / wstep))
     h = work.to_numpy(dtype=np.float64)
@@ -253,6 +260,10 @@ def make_plan(series: pd.Series, horizon: pd.Timedelta, *, capacity_per_instance
     # work_index stamps mark the START of each work step, so step i covers [idx[i], idx[i+1]).
     pos = np.clip(np.searchsorted(work_index.asi8, out_index.as_unit(work_index.unit).asi8, side="right") - 1,
                   0, len(work_index) - 1)
+    if out_step > wstep:  # an output step spans several work steps: it holds the busiest of them
+        ends = np.searchsorted(work_index.asi8, (out_index + pd.Timedelta(seconds=out_step)).as_unit(
+            work_index.unit).asi8, side="left")
+        pos = np.array([a + int(np.argmax(desired[a:max(b, a + 1)])) for a, b in zip(pos, ends)])
     floor = desired[pos].astype(np.int64)
     reason = reasons[pos]
     if max_actions is not None:

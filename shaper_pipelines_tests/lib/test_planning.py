@@ -115,3 +115,15 @@ def test_one_spike_in_the_backtest_is_not_a_reason_for_a_floor():
     plan = make_plan(s, pd.Timedelta(hours=24), capacity_per_instance=40.0)
     assert plan.rule.rule.quantile is None
     assert "breached on 1 step(s)" in plan.rule.why and "only add cost" in plan.rule.why
+
+
+def test_hourly_samples_are_planned_between_the_samples_so_a_rise_is_not_an_hour_late():
+    s = _office_hours(12).resample("1h").first()  # 10 at 07:00, 100 at 08:00: sampled, not averaged
+    c = 10.0
+    plan = make_plan(s, pd.Timedelta(hours=24), capacity_per_instance=c, use_forecast=False)
+    f = plan.frame.set_index("timestamp")
+    assert len(f) == 24 and any("interpolated between the 3600s samples" in n for n in plan.notes)
+    assert plan.rule.rule.quantile is not None, plan.rule.why
+    # Between 07:00 and 08:00 the load climbs towards the 08:00 sample; the 07:00 hour holds for it.
+    seven = f.loc[f.index.hour == 7, "desired_capacity"].iloc[0]
+    assert seven * c * 0.7 >= 0.9 * 95
