@@ -246,7 +246,7 @@ def make_plan(series: pd.Series, horizon: pd.Timedelta, *, capacity_per_instance
     reasons = np.where(wanted >= min_capacity,
                        np.char.add(f"{choice.rule.name} at {target_utilization:g} utilisation needs ",
                                    wanted.astype(str)),
-                       f"the configured minimum {min_capacity}")
+                       f"the configured minimum {min_capacity}").astype(object)  # not cut to a fixed width
     if choice.rule.quantile is None:
         reasons[:] = f"floor at the minimum {min_capacity}: {choice.why}"
     if max_capacity is not None and np.any(desired > max_capacity):
@@ -283,19 +283,21 @@ def make_plan(series: pd.Series, horizon: pd.Timedelta, *, capacity_per_instance
 
 def _within_budget(floor: np.ndarray, reason: np.ndarray, index: pd.DatetimeIndex, budget: int, merge: str,
                    step: float) -> tuple[np.ndarray, np.ndarray]:
-    """The floor merged to ``budget`` segments, and each raised step's reason: held at the level
-    the merged block's busiest step needs."""
+    """The floor merged to ``budget`` segments, and the reason of each merged block: what the plan
+    asked for inside it, and that it is held at one level to stay within the budget."""
     merged = within_budget(floor, budget, merge=merge, steps_per_hour=max(1, int(round(3600 / step))))
     if segments(merged) == segments(floor):
         return merged, reason
-    reason = reason.astype(object)
+    reason = reason.copy()
     bounds = np.flatnonzero(np.r_[True, merged[1:] != merged[:-1], True])
     for a, b in zip(bounds[:-1], bounds[1:]):
         if np.array_equal(merged[a:b], floor[a:b]):
             continue
         peak = a + int(np.argmax(floor[a:b]))
-        reason[a:b] = (f"{reason[peak]} at {index[peak]:%H:%M}; held from {index[a]:%H:%M} to keep within "
-                       f"{budget} scheduled actions")
+        end = index[b - 1] + pd.Timedelta(seconds=step)
+        reason[a:b] = (f"held at {merged[a]} from {index[a]:%H:%M} to {end:%H:%M} to keep within {budget} "
+                       f"scheduled actions; the plan asks {floor[a:b].min()}..{floor[a:b].max()} here "
+                       f"({reason[peak]} at {index[peak]:%H:%M})")
     return merged, reason
 
 

@@ -102,7 +102,8 @@ def test_the_floor_changes_at_most_as_often_as_its_budget_allows_and_says_why():
     assert segments(unlimited["desired_capacity"].to_numpy()) > 6
     assert segments(f["desired_capacity"].to_numpy()) <= 6
     assert any("within a budget of 6 scheduled actions" in n for n in budgeted.notes)
-    assert f["reason"].str.contains("to keep within 6 scheduled actions").any()
+    assert f["reason"].str.contains(r"^held at \d+ from \d\d:\d\d to \d\d:\d\d to keep within 6 scheduled actions; "
+                                    r"the plan asks \d+\.\.\d+ here").any()
     assert (f["desired_capacity"] >= 1).all()
 
 
@@ -115,6 +116,7 @@ def test_one_spike_in_the_backtest_is_not_a_reason_for_a_floor():
     plan = make_plan(s, pd.Timedelta(hours=24), capacity_per_instance=40.0)
     assert plan.rule.rule.quantile is None
     assert "breached on 1 step(s)" in plan.rule.why and "only add cost" in plan.rule.why
+    assert (plan.frame["reason"] == f"floor at the minimum 1: {plan.rule.why}").all()  # whole, not cut
 
 
 def test_hourly_samples_are_planned_between_the_samples_so_a_rise_is_not_an_hour_late():
@@ -127,3 +129,4 @@ def test_hourly_samples_are_planned_between_the_samples_so_a_rise_is_not_an_hour
     # Between 07:00 and 08:00 the load climbs towards the 08:00 sample; the 07:00 hour holds for it.
     seven = f.loc[f.index.hour == 7, "desired_capacity"].iloc[0]
     assert seven * c * 0.7 >= 0.9 * 95
+
