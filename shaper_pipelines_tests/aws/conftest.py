@@ -87,6 +87,18 @@ class Aws:
             ServiceNamespace="ecs", ResourceId=resource, ScalableDimension="ecs:service:DesiredCount")
         return {a["ScheduledActionName"]: a for a in actions["ScheduledActions"]}
 
+    def add_owner_action(self, cfg: ScalingTarget) -> None:
+        """The owner's own recurring scheduled action on ``cfg``'s target, which shaper must leave be."""
+        if cfg.kind == "asg":
+            self.client("autoscaling").put_scheduled_update_group_action(
+                AutoScalingGroupName=cfg.resource, ScheduledActionName="nightly-batch", Recurrence="0 2 * * *",
+                MinSize=4)
+        else:
+            self.client("application-autoscaling").put_scheduled_action(
+                ServiceNamespace="ecs", ScalableDimension="ecs:service:DesiredCount", ResourceId=cfg.resource,
+                ScheduledActionName="nightly-batch", Schedule="cron(0 2 * * ? *)",
+                ScalableTargetAction={"MinCapacity": 4})
+
     def create(self, cfg: ScalingTarget, *, max_capacity: int = 10, register: bool = True) -> None:
         """The group or registered ECS service of ``cfg``: minimum 2, maximum ``max_capacity``."""
         if cfg.kind == "asg":

@@ -90,13 +90,7 @@ def test_a_group_already_holding_120_owner_actions_is_refused_before_any_change(
 def _applied(aws, cfg, scaling_store, values, t0):
     """``cfg`` created, with an owner's action and the scheduled actions of an earlier plan."""
     aws.create(cfg)
-    if cfg.kind == "asg":
-        aws.client("autoscaling").put_scheduled_update_group_action(
-            AutoScalingGroupName=cfg.resource, ScheduledActionName="nightly-batch", Recurrence="0 2 * * *", MinSize=4)
-    else:
-        aws.client("application-autoscaling").put_scheduled_action(
-            ServiceNamespace="ecs", ScalableDimension="ecs:service:DesiredCount", ResourceId=cfg.resource,
-            ScheduledActionName="nightly-batch", Schedule="cron(0 2 * * ? *)", ScalableTargetAction={"MinCapacity": 4})
+    aws.add_owner_action(cfg)
     apply_plan(cfg, plan_frame(t0, values), make_client(cfg, endpoint_url=aws.url), store=scaling_store,
                plan_id=None, actor="earlier", dry_run=False, pacing=no_wait())
 

@@ -54,17 +54,6 @@ def name(at: datetime) -> str:
     return f"shaper-{at:%Y%m%dT%H%MZ}"
 
 
-def add_users_own_action(aws, cfg) -> None:
-    if cfg.kind == "asg":
-        aws.client("autoscaling").put_scheduled_update_group_action(
-            AutoScalingGroupName=cfg.resource, ScheduledActionName="nightly-batch", Recurrence="0 2 * * *", MinSize=4)
-    else:
-        aws.client("application-autoscaling").put_scheduled_action(
-            ServiceNamespace="ecs", ScalableDimension="ecs:service:DesiredCount", ResourceId=cfg.resource,
-            ScheduledActionName="nightly-batch", Schedule="cron(0 2 * * ? *)",
-            ScalableTargetAction={"MinCapacity": 4})
-
-
 @KINDS
 def test_a_plan_becomes_scheduled_floors(aws, demo_targets, scaling_store, kind):
     cfg = demo_targets[kind]
@@ -101,7 +90,7 @@ def test_reapplying_is_idempotent_and_a_new_plan_replaces_only_shapers_actions(a
                                                                                kind):
     cfg = demo_targets[kind]
     create(aws, cfg)
-    add_users_own_action(aws, cfg)
+    aws.add_owner_action(cfg)
     users_own = raw_scheduled(aws, cfg)["nightly-batch"]
     client = make_client(cfg, endpoint_url=aws.url)
     t0, lead = next_hour(hours=2), LEAD[kind]
