@@ -11,6 +11,10 @@ own history (``lib.replay``): the candidate that would have breached least relat
 tracking at no higher cost wins, and only if it wins clearly (``MARGIN``): a series whose floors
 do not beat reactive tracking on its own history - no daily cycle, or only spikes - gets none.
 Do no harm.
+
+Every change of the floor is an AWS scheduled action, so a floor is merged to an action budget
+(``lib.action_budget``) before it is replayed, chosen or returned: the plan judged is the plan
+that would be applied.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ import pandas as pd
 from scipy.ndimage import maximum_filter1d
 
 from shaper_pipelines.lib import replay
-from shaper_pipelines.lib.durations import format_duration
 from shaper_pipelines.lib.action_budget import DEFAULT_MAX_ACTIONS, DEFAULT_MERGE, budget_for, segments, within_budget
+from shaper_pipelines.lib.durations import format_duration
 
 PROFILE_DAYS = 7
 BACKTEST_DAYS = 4
@@ -153,8 +157,6 @@ def choose_rule(h: np.ndarray, c: float, target: float, period: int, step: float
         # where the comparison means anything: headroom bought, not foresight.
         if s.cost > max_cost:
             continue
-        # Foresight shows on more than one day: a floor whose whole advantage over reactive
-        # tracking at its cost is one day's spike was lucky, and on the next day it is only cost.
         key = (ratio, s.cost)
         if best is None or key < best[0]:
             best = (key, rule)
