@@ -1,10 +1,11 @@
 """Run every benchmark: ``python -m benchmarks`` (or one: ``python -m benchmarks.render``)."""
 
-from benchmarks import derive, fidelity, fleet, render, replay, store_write
+from benchmarks import derive, fidelity, fleet, merges, render, replay, store_write
 
 render.main()
 store_write.main()
 derive.main()
 fidelity.main()
 replay.main()
+merges.main()
 fleet.main()
