@@ -73,6 +73,8 @@ def test_the_action_budget_binds_on_the_most_cyclic_traces(name, tmp_path):
         floors[budget] = pd.read_csv(out)["desired_capacity"].to_numpy()
     assert segments(floors["unlimited"]) > 100, "this trace no longer needs a budget; pick a more cyclic one"
     assert segments(floors["100"]) <= 100 and segments(floors["40"]) <= 40
+    # The same floor, merged: never below the unlimited one, so no breach the unlimited plan avoids.
+    assert (floors["100"] >= floors["unlimited"]).all() and (floors["40"] >= floors["unlimited"]).all()
 
 
 def test_uneven_history_is_resampled_and_said(tmp_path):

@@ -78,8 +78,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "is one AWS scheduled action, and a group holds at most 125 (default %(default)s; "
                         "'unlimited' for comparison only)")
     p.add_argument("--merge", choices=MERGES, default=DEFAULT_MERGE,
-                   help="how changes are merged to fit the budget (default %(default)s: the closest floor, "
-                        "an instance short counting twice one over; envelope: never below the unlimited floor)")
+                   help="how changes are merged to fit the budget (default %(default)s: the cheapest floor "
+                        "never below the unlimited one)")
     p.add_argument("--output", required=True, help="CSV to write ('-' for standard output)")
     p.set_defaults(func=_plan)
 

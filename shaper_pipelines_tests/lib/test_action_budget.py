@@ -72,10 +72,12 @@ def test_budgets_are_per_48_hours_and_pro_rata_below():
     assert np.array_equal(within_budget(np.array([1, 2, 1]), None), [1, 2, 1])
 
 
-def test_the_default_merge_may_dip_below_a_short_valley_but_keeps_the_peaks():
+def test_the_fit_merge_may_dip_below_a_short_valley_but_keeps_the_peaks():
     # A busy day with brief lulls: holding 9 through each 5-minute lull costs 6 instance-steps,
     # dropping to 3 for it and rising again costs two of the budget's changes.
     values = np.array([3] * 6 + [9, 9, 9, 3, 9, 9, 9, 3, 9, 9, 9] + [3] * 6)
-    out = within_budget(values, 3)
+    out = within_budget(values, 3, merge="fit")
     assert segments(out) <= 3 and (out[6:17] == 9).all() and out.max() == 9
+    covered = within_budget(values, 3)  # the default, the envelope, never dips
+    assert segments(covered) <= 3 and (covered >= values).all()
 
