@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from shaper_pipelines.lib.action_budget import DEFAULT_MAX_ACTIONS, DEFAULT_MERGE, MERGES
+from shaper_pipelines.lib.action_budget import DEFAULT_MAX_ACTIONS, DEFAULT_MERGE, MERGES, segments
 
 
 def _duration(text: str):
@@ -138,7 +138,6 @@ def _forecast(args) -> int:
 
 
 def _plan(args) -> int:
-    from shaper_pipelines.lib.action_budget import segments
     from shaper_pipelines.lib.planning import make_plan
 
     series = _load(args.history)
