@@ -342,15 +342,5 @@ def _as_utc(value) -> datetime:
     return ts.tz_convert("UTC").to_pydatetime()
 
 
-def __getattr__(name: str):
-    # apply, apply_plan and action_record live in aws_apply (which imports this module); they are
-    # still importable from here, where they used to be.
-    if name in ("apply", "apply_plan", "action_record", "apply_targets"):
-        from shaper_pipelines.lib import aws_apply
-
-        return getattr(aws_apply, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = ["Action", "Scheduled", "ScalingError", "TargetState", "action_name", "actions_for_plan",
            "describe_target", "make_client"]

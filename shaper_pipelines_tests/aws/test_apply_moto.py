@@ -7,14 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shaper_pipelines.lib.aws_scaling import (
-    ScalingError,
-    actions_for_plan,
-    apply,
-    apply_plan,
-    describe_target,
-    make_client,
-)
+from shaper_pipelines.lib.aws_apply import apply, apply_plan
+from shaper_pipelines.lib.aws_scaling import ScalingError, actions_for_plan, describe_target, make_client
 from shaper_pipelines_tests.aws.conftest import next_hour, plan_frame
 
 M, H = timedelta(minutes=1), timedelta(hours=1)
