@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import REAL_DATA, publish
+from benchmarks.replay import changes_per_48h
 from shaper_pipelines.lib import replay, replay_policies
-from shaper_pipelines.lib.action_budget import DEFAULT_MERGE, MERGES, segments
+from shaper_pipelines.lib.action_budget import DEFAULT_MERGE, MERGES
 from shaper_pipelines.lib.history import read_history_csv
 from shaper_pipelines.lib.planning import make_plan
 
@@ -43,9 +44,7 @@ def _window(job: tuple[str, int]) -> tuple[str, dict[str, tuple[float, float, in
             p = make_plan(history, pd.Timedelta(days=1), capacity_per_instance=trace.c, **options)
             plan[origin:origin + replay.DAY] = p.frame["desired_capacity"].to_numpy()[:replay.DAY]
         r = replay_policies.score_policy(trace, name, plan, None, frontier)
-        test = plan[trace.test_start:]
-        changes = max(segments(test[i:i + 2 * replay.DAY]) for i in range(0, len(test) - replay.DAY, replay.DAY))
-        out[name] = (r.breach_ratio, r.score.cost, changes)
+        out[name] = (r.breach_ratio, r.score.cost, changes_per_48h(plan, trace))
     return f"{path.parent.name}/{path.stem} window {k + 1}", out
 
 
