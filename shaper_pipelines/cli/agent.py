@@ -50,7 +50,9 @@ def _agent(args) -> int:
                     max_duration_s=parse_duration(args.max_duration), dead_man_s=parse_duration(args.dead_man),
                     idle_exit_s=parse_duration(args.exit_when_idle) if args.exit_when_idle else None)
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="shaper-agent-"))
-    agent = Agent(args.token or os.environ.get("SHAPER_AGENT_TOKEN", ""),
+    from shaper_pipelines.settings import get_settings
+
+    agent = Agent(args.token or get_settings().agent_token.get_secret_value(),
                   args.allow or ["localhost", "127.0.0.1"], limits, work_dir)
     serve(agent, args.host, args.port)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
+from pydantic import Field
 
 from shaper_pipelines.agent.client import AgentClient
 
@@ -14,7 +15,10 @@ class AgentFleetResource(dg.ConfigurableResource):
     local agent on this machine, started on first use (see shaper_pipelines.agent.local)."""
 
     agents: list[str] = []
-    token: str = ""
+    # Bound with dg.EnvVar("SHAPER_AGENT_TOKEN") (defs/resources.py); marked secret too, so a value
+    # set directly is masked in the UI and GraphQL rather than shown.
+    token: str = Field("", description="Bearer token of the agents (SHAPER_AGENT_TOKEN)",
+                       json_schema_extra={"dagster__is_secret": True})
     # What each agent can run at once: one run per resource type (load of one kind would fight).
     resources: list[str] = ["cpu", "memory", "disk_io"]
 

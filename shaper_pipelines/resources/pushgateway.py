@@ -3,7 +3,6 @@ node_exporter's textfile collector when none is set (the embedded default)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import dagster as dg
@@ -32,7 +31,9 @@ class PushgatewayResource(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> "PushgatewayResource":
-        return cls(url=os.environ.get(URL_VAR, "").strip())
+        from shaper_pipelines.settings import get_settings
+
+        return cls(url=get_settings().pushgateway_url)
 
     def textfile(self):
         from pathlib import Path

@@ -1,13 +1,13 @@
 """Dagster's own alerts, to the webhook in SHAPER_ALERT_WEBHOOK: a run that failed, and a plan that
 predicts a critical threshold (the forecast needs more than the group may ever have)."""
 
-import os
-
 import dagster as dg
 
 
 def _webhook() -> str:
-    return os.environ.get("SHAPER_ALERT_WEBHOOK", "")
+    from shaper_pipelines.settings import get_settings
+
+    return get_settings().alert_webhook.get_secret_value()
 
 
 @dg.run_failure_sensor(default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,

@@ -43,12 +43,9 @@ def agent_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource
 
 
 def event_feed_path():
-    import os
-    from pathlib import Path
+    from shaper_pipelines.settings import get_settings, shaper_home
 
-    from shaper_pipelines.settings import shaper_home
-
-    return Path(os.environ.get("SHAPER_EVENT_FEED") or shaper_home() / "events.jsonl")
+    return get_settings().event_feed or shaper_home() / "events.jsonl"
 
 
 @dg.sensor(job_name="load_simulation_job", minimum_interval_seconds=30,
