@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import hmac
 import logging
-import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -61,9 +60,10 @@ class ApiSettings:
 
     @classmethod
     def from_env(cls) -> "ApiSettings":
-        from shaper_pipelines.settings import database_url
+        from shaper_pipelines.settings import database_url, get_settings
 
-        token = os.environ.get(TOKEN_VAR, "")
+        settings = get_settings()
+        token = settings.api_token.get_secret_value()
         if not token.strip():
             raise ApiConfigError(f"{TOKEN_VAR} is not set: the control API starts and stops load and scales "
                                  f"infrastructure, so it refuses to run without a bearer token (for example "
@@ -71,14 +71,13 @@ class ApiSettings:
         if token != token.strip() or len(token) < MIN_TOKEN_LENGTH:
             raise ApiConfigError(f"{TOKEN_VAR} must be at least {MIN_TOKEN_LENGTH} characters without surrounding "
                                  "whitespace; a short token can be guessed")
-        dagster_url = os.environ.get(DAGSTER_URL_VAR, "").strip()
+        dagster_url = settings.dagster_url
         try:
             dagster = DagsterTarget.parse(dagster_url) if dagster_url else None
         except ValueError as exc:
             raise ApiConfigError(str(exc)) from None
-        agents = tuple(a.strip() for a in os.environ.get("SHAPER_AGENTS", "").split(",") if a.strip())
-        return cls(token=token, database_url=database_url(), dagster=dagster, agents=agents,
-                   agent_token=os.environ.get("SHAPER_AGENT_TOKEN", ""))
+        return cls(token=token, database_url=database_url(), dagster=dagster, agents=tuple(settings.agents),
+                   agent_token=settings.agent_token.get_secret_value())
 
 
 class Stores:

@@ -3,7 +3,6 @@ simulation of the event's profile and a re-plan, once per event - also across da
 because the events already handled live in the sensor's cursor (and each run has a run key)."""
 
 import json
-import os
 
 import dagster as dg
 import pandas as pd
@@ -11,9 +10,11 @@ import pandas as pd
 from shaper_pipelines.defs.calendar.assets import CalendarConfig
 from shaper_pipelines.defs.forecast.assets import plan_job
 from shaper_pipelines.defs.simulation.jobs import load_simulation_job
+from shaper_pipelines.settings import get_settings
 
-LEAD = pd.Timedelta(hours=float(os.environ.get("SHAPER_REHEARSAL_LEAD_HOURS", "6")))
-INTENSITY = float(os.environ.get("SHAPER_REHEARSAL_INTENSITY", "0.25"))  # a rehearsal, not the real thing
+# Read when the code location loads: the sensor's description states them.
+LEAD = pd.Timedelta(hours=get_settings().rehearsal_lead_hours)
+INTENSITY = get_settings().rehearsal_intensity  # a rehearsal, not the real thing
 
 
 def upcoming_events(now: pd.Timestamp, lead: pd.Timedelta) -> pd.DataFrame:

@@ -6,7 +6,6 @@ series carries blocking Great Expectations checks: a window that fails them is s
 to look at, but nothing downstream (the forecasts) runs on it.
 """
 
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -20,9 +19,9 @@ from shaper_pipelines.resources.metrics_source import MetricsSourceResource
 
 
 def metrics_config_path() -> Path:
-    from shaper_pipelines.settings import project_root
+    from shaper_pipelines.settings import get_settings, project_root
 
-    return Path(os.environ.get("SHAPER_METRICS_CONFIG") or project_root() / "profiles_data" / "metrics.yaml")
+    return get_settings().metrics_config or project_root() / "profiles_data" / "metrics.yaml"
 
 
 def history_key(target: str, metric: str) -> dg.AssetKey:
