@@ -14,7 +14,11 @@ from shaper_pipelines.store.simulation_store import SimulationStore
 
 class DatabaseResource(dg.ConfigurableResource):
     """Empty ``url`` means the embedded default (SQLite under .shaper/) or SHAPER_DATABASE_URL when
-    set, the same rule the command line follows."""
+    set, the same rule the command line follows.
+
+    Each ``*_store()`` call is cheap: every store on a URL shares the process's one engine, built
+    and migrated at the first call (``shaper_pipelines.store.database``), so opening one per target
+    inside a loop costs no new connection pool and no Alembic upgrade."""
 
     url: str = ""
 
