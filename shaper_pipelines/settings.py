@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     # SHAPER_S3_ENDPOINT_URL: an S3-compatible endpoint (MinIO, moto) instead of AWS S3.
     s3_endpoint_url: str = Field("", description="S3 endpoint override (default: AWS S3)")
 
+    # SHAPER_FORECAST_MODELS: comma-separated forecast models tried when a forecast's config names none.
+    forecast_models: Annotated[list[str], NoDecode] = Field([], description="Forecast model candidates, "
+                                                            "comma-separated (default: the fast ones and prophet)")
+
     # -- load agents -----------------------------------------------------------------------------
     # SHAPER_AGENTS: comma-separated agent URLs; empty means one local agent started on demand.
     agents: Annotated[list[str], NoDecode] = Field([], description="Load agent URLs, comma-separated "
@@ -100,7 +104,7 @@ class Settings(BaseSettings):
     def _strip(cls, value: Any) -> Any:
         return value.strip() if isinstance(value, str) else value
 
-    @field_validator("agents", mode="before")
+    @field_validator("agents", "forecast_models", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
