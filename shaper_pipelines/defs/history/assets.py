@@ -135,7 +135,6 @@ historical_metrics = build_history_assets(CONFIG)
 history_job = dg.define_asset_job(
     "history_job",
     selection=dg.AssetSelection.assets(historical_metrics),
-    partitions_def=historical_metrics.partitions_def,
     description="Materialise historical metrics for a day (or, as a backfill, a range of days).",
 )
 
