@@ -20,7 +20,7 @@ CONFIG = MetricsConfig.model_validate(yaml.safe_load((PROJECT / "profiles_data" 
 
 
 def run_range(asset, url: str, first: str, last: str, source=None) -> dg.ExecuteInProcessResult:
-    job = dg.define_asset_job("h", selection=dg.AssetSelection.assets(asset), partitions_def=asset.partitions_def)
+    job = dg.define_asset_job("h", selection=dg.AssetSelection.assets(asset))
     defs = dg.Definitions(assets=[asset], jobs=[job], resources={
         "database": DatabaseResource(url=url), "metrics_source": source or MetricsSourceResource()})
     return defs.resolve_job_def("h").execute_in_process(
