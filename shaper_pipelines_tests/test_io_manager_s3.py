@@ -74,7 +74,7 @@ def s3_server():
 def bucket(s3_server, request):
     import boto3
 
-    name = f"shaper-{request.node.name.replace('_', '-')[:40]}".lower()
+    name = f"shaper-{request.node.name.replace('_', '-')[:40]}".lower().rstrip("-")
     client = boto3.client("s3", region_name=REGION, endpoint_url=s3_server.url,
                           aws_access_key_id="testing", aws_secret_access_key="testing")
     client.create_bucket(Bucket=name)
