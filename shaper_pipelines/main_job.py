@@ -1,21 +1,25 @@
 """``shaper run``: the main job, end to end, against the project's Dagster instance so that every
 run and materialisation shows up in the UI afterwards.
 
-It is a sequence of Dagster runs rather than one job because its stages are partitioned
-differently (profiles are not partitioned, history is per day); each stage is the job a user
-would launch from the UI or a schedule.
+First what an operator does once (stages: jobs launched by hand or as backfills): the predefined
+profiles, 13 days of history, the calendar and derived profiles, a gentle rehearsal, and the
+forecasts as they were issued yesterday morning. Then the daemon's part, in this process and
+through the same code (``shaper_pipelines.ticks``): the history schedule lands yesterday, and the
+automation conditions and sensors do the rest - today's forecasts, yesterday judged, the
+rehearsal collected, the capacity model, the plan, a dry-run apply and the export.
 """
 
 from __future__ import annotations
 
-import os
 import sys
+import time
 from dataclasses import dataclass
 
 HISTORY_DAYS = 14
 GENTLE = "gentle-cpu-rehearsal"
 # The run's own event log is in the UI; the terminal gets warnings and the summary.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+REHEARSAL_TIMEOUT = 120.0
 
 
 @dataclass(frozen=True)
@@ -29,24 +33,20 @@ class Stage:
 def stages(today) -> list[Stage]:
     import pandas as pd
 
-    last = (pd.Timestamp(today).floor("D") - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+    yesterday = pd.Timestamp(today).floor("D") - pd.Timedelta(days=1)
+    last = (yesterday - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
     first = (pd.Timestamp(today).floor("D") - pd.Timedelta(days=HISTORY_DAYS)).strftime("%Y-%m-%d")
+    as_of = yesterday.strftime("%Y-%m-%d")
     return [
         Stage("predefined load profiles", "predefined_profiles_job", {}),
-        Stage(f"history {first} .. {last} (a {HISTORY_DAYS}-day backfill in one run)", "history_job",
+        Stage(f"history {first} .. {last} (a {HISTORY_DAYS - 1}-day backfill in one run)", "history_job",
               {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}),
         Stage("business calendar and derived profiles", "derived_profiles_job", {}),
         Stage(f"a gentle local simulation of {GENTLE} on the local agent", "load_simulation_job", {},
               {"ops": {"select_profiles": {"config": {"profile_ids": [GENTLE], "intensity": 1.0}}}}),
-        # The feedback loop on a day that has happened: forecast it from the days before, then judge.
-        *[Stage(f"demand forecast of {key} as of {last}", "forecast_job", {"dagster/partition": key},
-                {"ops": {"demand_forecast": {"config": {"as_of": last}}}}) for key in _series()],
-        Stage(f"forecast accuracy on {last}", "accuracy_job", {"dagster/partition": last}),
-        *[Stage(f"demand forecast of {key}", "forecast_job", {"dagster/partition": key}) for key in _series()],
-        Stage("capacity model, utilisation forecast and scaling plan", "plan_job", {}),
-        Stage("apply the scaling plans (dry run: records what would be done, changes nothing)",
-              "apply_scaling_job", {}, {"ops": {"apply_scaling_plans": {"config": {"dry_run": True}}}}),
-        Stage("export predictions for Prometheus", "prometheus_export_job", {}),
+        # What yesterday's accuracy will judge: each series as it was forecast yesterday morning.
+        *[Stage(f"demand forecast of {key} as of {as_of}", "forecast_job", {"dagster/partition": key},
+                {"ops": {"demand_forecast": {"config": {"as_of": as_of}}}}) for key in _series()],
     ]
 
 
@@ -57,6 +57,8 @@ def _series() -> list[str]:
 
 
 def run_main_job() -> bool:
+    import os
+
     from shaper_pipelines.settings import dagster_env
 
     # The instance is read from DAGSTER_HOME; prepare it before Dagster is imported.
@@ -66,62 +68,62 @@ def run_main_job() -> bool:
     import pandas as pd
 
     from shaper_pipelines.definitions import defs
+    from shaper_pipelines.ticks import Ticks
 
     definitions = defs()
+    now = pd.Timestamp.now(tz="UTC")
     ok = True
     with dg.DagsterInstance.get() as instance:
-        for stage in stages(pd.Timestamp.now(tz="UTC")):
+        for stage in stages(now):
             print(f"==> {stage.title}", file=sys.stderr)
             job = definitions.resolve_job_def(stage.job)
             result = job.execute_in_process(instance=instance, tags=stage.tags, raise_on_error=False,
                                             run_config={**QUIET, **(stage.config or {})})
-            print(_summary(stage, result))
+            print(_summary(stage.title, result))
             if not result.success:
                 ok = False
                 break
-            if stage.job == "load_simulation_job":
-                ok = _collect_simulations(definitions, instance)
-                if not ok:
-                    break
+        if ok:
+            ticks = Ticks(definitions, instance, run_config=QUIET,
+                          on_run=lambda run: print(_summary(run.label, run.result)))
+            # The daemon was on before yesterday landed: what is missing is made now (the capacity
+            # model and yesterday's plan, from yesterday's forecasts).
+            print("==> the daemon's first tick: what is still missing", file=sys.stderr)
+            ticks.automation(now)
+            ok = _rehearsals_ended(definitions)
+            if ok:
+                morning = now.floor("D") + pd.Timedelta(hours=6, minutes=15)
+                print("==> history_job_schedule: yesterday lands; then the automation conditions and sensors",
+                      file=sys.stderr)
+                ticks.schedule("history_job_schedule", morning)
+                ticks.settle(now, step_seconds=30)
+                ok = all(run.success for run in ticks.runs)
         print(f"DAGSTER_HOME={instance.root_directory}; `shaper ui` opens the UI on it")
     print(f"shaper main job: {'SUCCESS' if ok else 'FAILURE'}")
     return ok
 
 
-def _collect_simulations(definitions, instance, timeout: float = 120.0) -> bool:
-    """Wait for the dispatched rehearsals to end, then do what the agent sensor does on its next
-    tick (here, without a running daemon): materialise simulation_results for each."""
-    import time
-
-    import dagster as dg
-
-    sensor = definitions.resolve_sensor_def("agent_sensor")
-    job = definitions.resolve_implicit_global_asset_job_def()
+def _rehearsals_ended(definitions, timeout: float = REHEARSAL_TIMEOUT) -> bool:
+    """Wait until no dispatched rehearsal is still running on its agent, so the agent sensor's
+    first tick collects it (the daemon would simply collect it on a later tick)."""
+    database, fleet = definitions.resources["database"], definitions.resources["fleet"]
     deadline = time.monotonic() + timeout
-    print("==> collecting simulation results (the agent sensor's work)", file=sys.stderr)
+    print("==> waiting for the rehearsal to end", file=sys.stderr)
     while True:
-        context = dg.build_sensor_context(instance=instance, definitions=definitions,
-                                          resources=definitions.resources)
-        result = sensor(context)
-        if isinstance(result, dg.SensorResult) and result.run_requests:
-            break
+        with database.simulation_store() as sims:
+            pending = sims.runs(status="dispatched")
+        running = 0
+        for run in pending:
+            try:
+                running += fleet.client_for(run["agent_url"]).get(run["run_key"])["status"] == "running"
+            except Exception:  # unreachable or unknown: the sensor records it as failed
+                pass
+        if not running:
+            return True
         if time.monotonic() > deadline:
-            print(f"  simulations did not end within {timeout:.0f}s: {result.skip_message}")
+            print(f"  {running} rehearsal(s) did not end within {timeout:.0f}s")
             return False
         time.sleep(1.0)
-    instance.add_dynamic_partitions("simulation_runs", [r.partition_key for r in result.run_requests])
-    ok = True
-    for request in result.run_requests:
-        run = job.execute_in_process(instance=instance, partition_key=request.partition_key, raise_on_error=False,
-                                     asset_selection=[dg.AssetKey("simulation_results")], run_config=QUIET,
-                                     tags={"dagster/run_key": request.run_key})
-        mat = run.get_asset_materialization_events()
-        meta = mat[0].event_specific_data.materialization.metadata if mat else {}
-        print(f"simulation {request.partition_key}: {meta.get('status').value if meta else 'FAILED'}"
-              + (f", mean |target - achieved| {meta['mean_abs_error'].value:.3f} over {meta['seconds'].value}s"
-                 if "mean_abs_error" in meta else ""))
-        ok = ok and run.success
-    return ok
 
 
 def _rows(markdown: str, drop: tuple[str, ...] = ("|---", "![")) -> list[str]:
@@ -130,8 +132,8 @@ def _rows(markdown: str, drop: tuple[str, ...] = ("|---", "![")) -> list[str]:
     return ["  " + row for row in markdown.splitlines() if not (drop and row.startswith(drop))]
 
 
-def _summary(stage: Stage, result) -> str:
-    lines = [f"{stage.title}: {'ok' if result.success else 'FAILED'} (run {result.run_id})"]
+def _summary(title: str, result) -> str:
+    lines = [f"{title}: {'ok' if result.success else 'FAILED'} (run {result.run_id})"]
     materialised: dict[str, int] = {}
     details: list[str] = []  # after the counts and checks: what each materialisation says
     for event in result.get_asset_materialization_events():
@@ -149,6 +151,10 @@ def _summary(stage: Stage, result) -> str:
                 details.extend(_rows(meta[key].value))
         if "destination" in meta and "where" in meta:
             details.append(f"  exported to {meta['destination'].value}: {meta['where'].value}")
+        if "status" in meta and "seconds" in meta:  # a collected rehearsal
+            details.append(f"  simulation {mat.partition}: {meta['status'].value}"
+                           + (f", mean |target - achieved| {meta['mean_abs_error'].value:.3f} over "
+                              f"{meta['seconds'].value}s" if "mean_abs_error" in meta else ""))
         if "model" in meta and "backtest_mae_vs_seasonal_naive" in meta:
             details.append(f"  model: {meta['model'].value}; backtest MAE "
                            f"{meta['backtest_mae_vs_seasonal_naive'].value:.3f}x seasonal naive's")

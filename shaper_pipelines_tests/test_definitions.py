@@ -60,10 +60,14 @@ def test_shaper_run_on_embedded_defaults(shaper_home):
     instance_dir = shaper_home / "dagster_home"
     with dg.DagsterInstance.from_config(str(instance_dir)) as instance:
         runs = instance.get_runs()
+        # The setup jobs by hand; the rest as the daemon launches it: the history schedule, asset
+        # runs of the automation conditions and the agent sensor (__ASSET_JOB), plan_apply_sensor.
         assert sorted(set(r.job_name for r in runs)) == [
-            "__ASSET_JOB", "accuracy_job", "apply_scaling_job", "derived_profiles_job", "forecast_job", "history_job",
-            "load_simulation_job", "plan_job", "predefined_profiles_job", "prometheus_export_job"]
+            "__ASSET_JOB", "apply_scaling_job", "derived_profiles_job", "forecast_job", "history_job",
+            "load_simulation_job", "predefined_profiles_job"]
         assert all(r.is_success for r in runs)
+        assert any(r.tags.get("dagster/schedule_name") == "history_job_schedule" for r in runs)
+        assert {r.tags.get("dagster/sensor_name") for r in runs} >= {"agent_sensor", "plan_apply_sensor"}
         # The main job ends in a dry-run plan with its reasons, recorded and shown.
         assert len(instance.get_materialized_partitions(dg.AssetKey("demand_forecast"))) == 5
         plan = instance.get_latest_materialization_event(dg.AssetKey("scaling_plan")).asset_materialization
@@ -91,13 +95,16 @@ def test_shaper_run_on_embedded_defaults(shaper_home):
 
 def test_shaper_run_on_postgresql_keeps_runs_and_profiles_there(postgres, shaper_home, monkeypatch):
     url = postgres.create_database()
+    # The fast forecast candidates: this test is about where runs and profiles are kept, and the
+    # embedded test above already runs the default candidates, Prophet included.
     result = subprocess.run([sys.executable, "-m", "shaper_pipelines.cli", "run"], capture_output=True, text=True,
-                            timeout=600, cwd=PROJECT, env={**os.environ, "SHAPER_DATABASE_URL": url})
+                            timeout=600, cwd=PROJECT, env={**os.environ, "SHAPER_DATABASE_URL": url,
+                                                           "SHAPER_FORECAST_MODELS": "daily_profile,seasonal_naive_week"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert not (shaper_home / "profiles.db").exists()
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar() == 19
+        assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar() == 21
         assert conn.execute(sa.text("SELECT status FROM simulation_runs")).scalar() == "finished"
         assert conn.execute(sa.text("SELECT count(DISTINCT target) FROM metric_samples")).scalar() == 2
         by_source = dict(conn.execute(sa.text(

@@ -178,7 +178,7 @@ def _actor(actor: str | None) -> str:
 
 
 def _scaling_config():
-    from shaper_pipelines.defs.forecast.assets import load_scaling
+    from shaper_pipelines.config import load_scaling
 
     try:
         return load_scaling()

@@ -182,7 +182,8 @@ def make_plan(series: pd.Series, horizon: pd.Timedelta, *, capacity_per_instance
               min_capacity: int = 1, max_capacity: int | None = None,
               out_step: float | None = None, forecast_options: dict | None = None,
               use_forecast: bool = True, start: pd.Timestamp | None = None,
-              max_actions: int | None = DEFAULT_MAX_ACTIONS, merge: str = DEFAULT_MERGE) -> Plan:
+              max_actions: int | None = DEFAULT_MAX_ACTIONS, merge: str = DEFAULT_MERGE,
+              published: pd.Series | None = None) -> Plan:
     """A floor per step over ``horizon`` after a regular ``series``, at ``out_step`` seconds
     (default: the series' own step). Desired capacity at a timestamp is what must be serving, warm,
     at that time; ``launch_at`` is when to start it. The plan begins at the first step after the
@@ -195,7 +196,10 @@ def make_plan(series: pd.Series, horizon: pd.Timedelta, *, capacity_per_instance
 
     With ``use_forecast``, floors sized on the p90 demand forecast (``lib.forecast``, called with
     ``forecast_options``) compete with the week's profiles, unless the forecast loses to seasonal
-    naive in its own backtest: such a forecast never reaches a plan, and the plan says so."""
+    naive in its own backtest: such a forecast never reaches a plan, and the plan says so.
+    ``published`` is a p90 forecast already made and judged (the demand_forecast asset's, indexed
+    by timestamp): the plan's floor then uses it rather than fitting its own, and only the
+    backtests at past origins fit the history again."""
     if not capacity_per_instance > 0 or not math.isfinite(capacity_per_instance):
         raise PlanError(f"capacity per instance must be a positive number, not {capacity_per_instance}")
     if not 0 < target_utilization <= 1:
@@ -230,7 +234,7 @@ def make_plan(series: pd.Series, horizon: pd.Timedelta, *, capacity_per_instance
     n = int(math.ceil((begin + horizon - first) / pd.Timedelta(seconds=wstep))) + 1
     forecaster = None
     if use_forecast and len(h) >= 3 * period:
-        forecaster, verdict = _forecaster(work, wstep, max(n, 1), forecast_options or {})
+        forecaster, verdict = _forecaster(work, wstep, max(n, 1), forecast_options or {}, published)
         notes.append(verdict)
     # The rule is chosen on its floors as they are, which show its foresight; merged to the budget,
     # candidates differ mostly by how their merges fell, and choosing among those was measurably
@@ -299,10 +303,12 @@ def _within_budget(floor: np.ndarray, reason: np.ndarray, index: pd.DatetimeInde
     return merged, reason
 
 
-def _forecaster(work: pd.Series, step: float, n: int, options: dict) -> tuple[Forecaster | None, str]:
+def _forecaster(work: pd.Series, step: float, n: int, options: dict,
+                published: pd.Series | None = None) -> tuple[Forecaster | None, str]:
     """p90 demand forecasts from any origin of ``work``, if the forecast of the plan's ``n`` steps
     from the last origin beats seasonal naive in its backtest; else None and why. That forecast is
-    kept, so the plan's own floor does not fit it again."""
+    ``published`` when it covers the plan's steps (it was judged where it was made); otherwise it
+    is fitted here and kept, so the plan's own floor does not fit it again."""
     from shaper_pipelines.lib.forecast import forecast
 
     cache: dict[tuple[int, int], np.ndarray] = {}
@@ -313,9 +319,27 @@ def _forecaster(work: pd.Series, step: float, n: int, options: dict) -> tuple[Fo
             cache[(origin, n)] = f.frame["p90"].to_numpy()
         return cache[(origin, n)]
 
+    backtests = "floors are backtested at past origins, where the history is fitted again"
+    if published is not None and len(published) > 1:
+        steps = work.index[-1] + pd.to_timedelta(np.arange(1, n + 1) * step, unit="s")
+        known = published.sort_index()
+        if known.index[0] <= steps[0] + pd.Timedelta(seconds=step) and known.index[-1] >= steps[-1] - pd.Timedelta(
+                seconds=step):
+            # On the plan's work grid: nearest earlier value of a finer forecast, linear between the
+            # points of a coarser one.
+            on_grid = known.reindex(known.index.union(steps)).interpolate(method="time",
+                                                                           limit_direction="both").reindex(steps)
+            cache[(len(work), n)] = on_grid.to_numpy(dtype=np.float64)
+            return p90, f"the published demand forecast competes, as demand_forecast fitted it; {backtests}"
+        note = (f"the published demand forecast covers {known.index[0]:%Y-%m-%d %H:%M} .. "
+                f"{known.index[-1]:%Y-%m-%d %H:%M} UTC, not the plan's steps: fitted again here; ")
+    else:
+        note = ""
+
     now = forecast(work, pd.Timedelta(seconds=n * step), **options)
     cache[(len(work), n)] = now.frame["p90"].to_numpy()
     if not now.beats_naive:
-        return None, (f"the demand forecast ({now.model}) lost to seasonal naive in its backtest "
+        return None, (f"{note}the demand forecast ({now.model}) lost to seasonal naive in its backtest "
                       f"(MAE ratio {now.mase:.2f}); floors come from the history alone")
-    return p90, f"the demand forecast ({now.model}, MAE ratio {now.mase:.2f} against seasonal naive) competes"
+    return p90, (f"{note}the demand forecast ({now.model}, MAE ratio {now.mase:.2f} against seasonal naive) "
+                 f"competes; {backtests}")

@@ -188,7 +188,7 @@ def label_values(url: str, query: str) -> list[str]:
 # --- what gets pushed ---------------------------------------------------------------------------------
 
 def scaling_targets():
-    from shaper_pipelines.defs.forecast.assets import load_scaling
+    from shaper_pipelines.config import load_scaling
 
     return load_scaling().targets
 

@@ -3,6 +3,9 @@
 import dagster as dg
 import pandas as pd
 
+from shaper_pipelines.defs.automation import CALENDAR_DAILY
+from shaper_pipelines.lib import clock
+
 
 class CalendarConfig(dg.Config):
     country: str = "US"  # public holidays from the holidays package; empty for none
@@ -12,7 +15,8 @@ class CalendarConfig(dg.Config):
     future_days: int = 60  # how far ahead profiles are derived
 
 
-@dg.asset(group_name="calendar", kinds={"python", "yaml"}, owners=["team:platform"])
+@dg.asset(group_name="calendar", kinds={"python", "yaml"}, owners=["team:platform"],
+          automation_condition=CALENDAR_DAILY)
 def business_calendar(context: dg.AssetExecutionContext, config: CalendarConfig) -> pd.DataFrame:
     """Public holidays and custom business events (profiles_data/calendars/*.yaml: sales,
     month-end and quarter-end processing, releases, campaigns, recurring rules) from
@@ -21,7 +25,7 @@ def business_calendar(context: dg.AssetExecutionContext, config: CalendarConfig)
     from shaper_pipelines.lib.calendars import business_calendar as build, events_frame
     from shaper_pipelines.settings import project_root
 
-    today = pd.Timestamp.now(tz="UTC").floor("D")
+    today = clock.now().floor("D")
     events = build(start=today - pd.Timedelta(days=config.past_days), end=today + pd.Timedelta(days=config.future_days),
                    country=config.country or None, subdiv=config.subdivision or None, timezone=config.timezone,
                    folder=project_root() / "profiles_data" / "calendars")

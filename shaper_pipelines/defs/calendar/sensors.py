@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from shaper_pipelines.defs.calendar.assets import CalendarConfig
-from shaper_pipelines.defs.forecast.assets import plan_job
+from shaper_pipelines.defs.plan.assets import plan_job
 from shaper_pipelines.defs.simulation.jobs import load_simulation_job
 from shaper_pipelines.settings import get_settings
 

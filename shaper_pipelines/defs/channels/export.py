@@ -7,6 +7,8 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from shaper_pipelines.defs.automation import REPLAN
+from shaper_pipelines.lib import clock
 from shaper_pipelines.resources.database import DatabaseResource
 from shaper_pipelines.resources.pushgateway import PushgatewayResource
 
@@ -45,7 +47,8 @@ def latest_observed(database: DatabaseResource, targets, capacity_model: pd.Data
                                        "capacity_per_instance"])
 
 
-@dg.asset(group_name="channels", kinds={"python", "prometheus"}, owners=["team:platform"])
+@dg.asset(group_name="channels", kinds={"python", "prometheus"}, owners=["team:platform"],
+          automation_condition=REPLAN)
 def prometheus_export(context: dg.AssetExecutionContext, pushgateway: PushgatewayResource,
                       database: DatabaseResource, utilisation_forecast: pd.DataFrame, scaling_plan: pd.DataFrame,
                       demand_forecast: dict, capacity_model: pd.DataFrame) -> dg.MaterializeResult:
@@ -56,10 +59,10 @@ def prometheus_export(context: dg.AssetExecutionContext, pushgateway: Pushgatewa
     (profiles_data/alerts/shaper.rules.yml). Pushed to SHAPER_PUSHGATEWAY_URL, replacing the
     previous push; without one, written atomically to $SHAPER_HOME/export/shaper.prom for
     node_exporter's textfile collector."""
-    from shaper_pipelines.defs.forecast.assets import load_scaling
+    from shaper_pipelines.config import load_scaling
     from shaper_pipelines.lib.export import PushError, prediction_samples, render
 
-    now = pd.Timestamp.now(tz="UTC")
+    now = clock.now()
     targets = load_scaling().targets
     observed = latest_observed(database, targets, capacity_model)
     samples = prediction_samples(utilisation=utilisation_forecast, plan=scaling_plan, forecasts=demand_forecast,

@@ -4,7 +4,8 @@ for it, and re-fit the series whose forecasts have degraded."""
 import dagster as dg
 import pandas as pd
 
-from shaper_pipelines.defs.forecast.assets import REFIT, forecast_job
+from shaper_pipelines.defs.automation import JUDGE
+from shaper_pipelines.defs.forecast.assets import forecast_job
 from shaper_pipelines.defs.history.assets import CONFIG as METRICS, history_key
 from shaper_pipelines.resources.database import DatabaseResource
 
@@ -18,12 +19,14 @@ days = dg.DailyPartitionsDefinition(start_date=METRICS.start_date, timezone="UTC
     owners=["team:platform"],
     deps=[*[history_key(t, m) for t, m in METRICS.series()],
           dg.AssetDep("demand_forecast", partition_mapping=dg.AllPartitionMapping())],
-    automation_condition=REFIT,
+    automation_condition=JUDGE,
     check_specs=[
         dg.AssetCheckSpec("accuracy_not_degraded", asset="forecast_accuracy",
                           description="Every judged forecast kept MASE under 0.9 and its 90 % interval covered at "
                                       "least 70 % of the day (a warning; the series is re-fitted)."),
-        dg.AssetCheckSpec("no_worse_than_seasonal_naive", asset="forecast_accuracy", blocking=True,
+        # Not blocking: nothing runs downstream of a judgement, and a day judged badly is a finding
+        # (red in the UI, a re-fit by degraded_accuracy_sensor), not a failed run.
+        dg.AssetCheckSpec("no_worse_than_seasonal_naive", asset="forecast_accuracy",
                           description="No forecast did worse than yesterday repeated would have (MASE >= 1)."),
     ],
 )
@@ -80,11 +83,23 @@ def forecast_accuracy(context: dg.AssetExecutionContext, database: DatabaseResou
 
 
 @dg.asset_sensor(asset_key=dg.AssetKey("forecast_accuracy"), job=forecast_job, minimum_interval_seconds=60,
-                 default_status=dg.DefaultSensorStatus.RUNNING)
+                 default_status=dg.DefaultSensorStatus.RUNNING,
+                 description="Re-fits a series whose forecast degraded on the day just judged, unless its forecast "
+                             "has already been re-fitted (or is being re-fitted) on history that includes that day.")
 def degraded_accuracy_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
     """A series whose forecast degraded is re-fitted at once, one forecast_job run per series,
-    rather than waiting for tomorrow's history."""
-    yield from refit_requests(asset_event.asset_materialization)
+    rather than waiting for tomorrow's history. Under automation the forecasts usually re-fit on
+    the day's history already (the same history that lets the day be judged): then nothing more is
+    asked."""
+    mat = asset_event.asset_materialization
+    requests = refit_requests(mat)
+    fresh = [r for r in requests if _refitted_since_day(context.instance, r.partition_key, mat.partition)]
+    for r in fresh:
+        context.log.info(f"{r.partition_key}: already re-fitted on history that includes {mat.partition}")
+    wanted = [r for r in requests if r not in fresh]
+    if not wanted:
+        return dg.SkipReason(f"no degraded series left to re-fit for {mat.partition}" if mat else "no materialisation")
+    return wanted
 
 
 def refit_requests(mat) -> list[dg.RunRequest]:
@@ -93,6 +108,25 @@ def refit_requests(mat) -> list[dg.RunRequest]:
     return [dg.RunRequest(run_key=f"refit:{series}:{mat.partition}", partition_key=series,
                           tags={"shaper/reason": f"forecast accuracy degraded on {mat.partition}"})
             for series in (degraded.value if degraded else [])]
+
+
+def _refitted_since_day(instance: dg.DagsterInstance, series: str, day: str) -> bool:
+    """Whether ``series``' forecast was materialised, or is running, after the judged day's history
+    landed: that forecast has seen the day it got wrong."""
+    target, metric = series.split(":", 1)
+    landed = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=history_key(target, metric), asset_partitions=[day]), limit=1).records
+    if not landed:
+        return False
+    fitted = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("demand_forecast"), asset_partitions=[series]), limit=1).records
+    if fitted and fitted[0].timestamp > landed[0].timestamp:
+        return True
+    running = instance.get_run_ids(dg.RunsFilter(
+        job_name=None, statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
+                                 dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED],
+        tags={"dagster/partition": series}), limit=1)
+    return bool(running)
 
 
 accuracy_job = dg.define_asset_job(

@@ -139,4 +139,8 @@ history_job = dg.define_asset_job(
 )
 
 # Every morning, yesterday's complete UTC day.
-history_schedule = dg.build_schedule_from_partitioned_job(history_job, hour_of_day=6, minute_of_hour=15)
+# On by default: it only reads the metrics source. Everything downstream follows by automation.
+history_schedule = dg.build_schedule_from_partitioned_job(
+    history_job, hour_of_day=6, minute_of_hour=15, default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every morning at 06:15 UTC, yesterday's complete UTC day of every series. On by default: it only "
+                "reads; the forecasts, the accuracy of the day, the plan and the export follow by automation.")

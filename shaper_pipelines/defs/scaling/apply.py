@@ -35,7 +35,7 @@ def apply_scaling_plans(context: dg.OpExecutionContext, config: ApplyConfig) -> 
     before each target."""
     from datetime import datetime, timezone
 
-    from shaper_pipelines.defs.forecast.assets import load_scaling
+    from shaper_pipelines.config import load_scaling
     from shaper_pipelines.lib.aws_apply import action_record, apply_targets, target_for_plan
     from shaper_pipelines.lib.aws_scaling import ScalingError, TargetState, actions_for_plan
 

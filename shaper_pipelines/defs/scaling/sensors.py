@@ -1,0 +1,25 @@
+"""plan_apply_sensor: each new scaling plan is applied once, as the operators' switches say."""
+
+import dagster as dg
+
+from shaper_pipelines.defs.scaling.apply import apply_scaling_job
+from shaper_pipelines.resources.database import DatabaseResource
+
+
+@dg.asset_sensor(asset_key=dg.AssetKey("scaling_plan"), job=apply_scaling_job, minimum_interval_seconds=30,
+                 default_status=dg.DefaultSensorStatus.RUNNING,
+                 description="Applies each new scaling plan once. A dry run (records what would be done, changes "
+                             "nothing) while the operators' switch says dry run, which is the default; live only "
+                             "after `shaper scaling mode --dry-run off` (or PUT /v1/scaling/mode); nothing while "
+                             "scaling is paused.")
+def plan_apply_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry, database: DatabaseResource):
+    with database.control_store() as control:
+        mode = control.scaling_mode()
+    if mode.paused:
+        return dg.SkipReason(f"scaling is paused (set by {mode.changed_by or 'nobody'}): the new plan is not applied")
+    how = "dry run" if mode.dry_run else "live"
+    return dg.RunRequest(
+        run_key=f"apply:{asset_event.run_id}",  # one apply per plan, across restarts
+        run_config={"ops": {"apply_scaling_plans": {"config": {"dry_run": mode.dry_run,
+                                                               "actor": "plan_apply_sensor"}}}},
+        tags={"shaper/reason": f"new scaling plan from run {asset_event.run_id} ({how}: the operators' switch)"})
