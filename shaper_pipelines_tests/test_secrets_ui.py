@@ -153,3 +153,36 @@ def test_the_ui_shows_the_variable_never_the_token(webserver_with_token):
     # Nor in anything the webserver or its code server printed.
     log = webserver_with_token.log.read_text(errors="replace")
     assert TOKEN not in log
+
+
+_INSTIGATORS = """
+query Instigators($repo: RepositorySelector!) {
+  sensorsOrError(repositorySelector: $repo) {
+    __typename ... on Sensors { results { name description sensorState { status } } }
+  }
+  schedulesOrError(repositorySelector: $repo) {
+    __typename ... on Schedules { results { name description scheduleState { status } } }
+  }
+}
+"""
+
+
+def test_a_fresh_ui_runs_the_loop_and_keeps_what_makes_load_stopped(webserver_with_token):
+    """What an operator sees in a fresh `shaper ui`: the loop's schedule and sensors running, the
+    ones that make real load stopped, each saying why in its description."""
+    url = webserver_with_token.url
+    repo = graphql(url, _REPOSITORIES)["repositoriesOrError"]["nodes"][0]
+    data = graphql(url, _INSTIGATORS, {"repo": {"repositoryName": repo["name"],
+                                                "repositoryLocationName": repo["location"]["name"]}})
+    sensors = {s["name"]: s for s in data["sensorsOrError"]["results"]}
+    schedules = {s["name"]: s for s in data["schedulesOrError"]["results"]}
+    status = {**{n: s["sensorState"]["status"] for n, s in sensors.items()},
+              **{n: s["scheduleState"]["status"] for n, s in schedules.items()}}
+    for name in ("history_job_schedule", "shaper_automation", "plan_apply_sensor", "degraded_accuracy_sensor",
+                 "agent_sensor", "run_failure_notice", "critical_plan_notice"):
+        assert status[name] == "RUNNING", name
+    for name in ("load_simulation_job_schedule", "event_feed_sensor", "calendar_rehearsal_sensor"):
+        assert status[name] == "STOPPED", name
+        described = (sensors.get(name) or schedules.get(name))["description"]
+        assert "real load" in described, (name, described)
+    assert "dry run" in sensors["plan_apply_sensor"]["description"]

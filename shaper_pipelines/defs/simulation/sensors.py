@@ -12,7 +12,9 @@ _REMEMBER = 500  # run keys kept in the cursor
 
 
 @dg.sensor(asset_selection=[simulation_results], minimum_interval_seconds=30,
-           default_status=dg.DefaultSensorStatus.RUNNING)
+           default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Collects each rehearsal once it has ended (or its agent stopped answering) into "
+                       "simulation_results. On by default: it only reads from the agents.")
 def agent_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource, fleet: AgentFleetResource):
     """Polls the agents for every dispatched run; one run request (run_key = the agent's run id)
     per run that has ended or whose agent stopped answering."""
@@ -49,7 +51,9 @@ def event_feed_path():
 
 
 @dg.sensor(job_name="load_simulation_job", minimum_interval_seconds=30,
-           default_status=dg.DefaultSensorStatus.STOPPED)
+           default_status=dg.DefaultSensorStatus.STOPPED,
+           description="Launches a rehearsal for each batch of new events in the event feed. Stopped by default: "
+                       "it makes real load; turn it on once the agents' allow-lists and caps are set.")
 def event_feed_sensor(context: dg.SensorEvaluationContext):
     """Reads the event feed (JSON lines: {"event": "release_rollout_started"}, appended by
     `shaper events emit` or any other system) from where it last stopped, and launches one
