@@ -71,14 +71,17 @@ def test_a_master_drives_workers_started_apart_from_it(tmp_path, target):
                for _ in range(2)]
     try:
         status, body = agent.call("POST", "/runs", {"target_resource": f"{target}/", "profile": {
-            "profile_id": "flat", "resource_type": "network_io", "duration": "12s",
+            "profile_id": "flat", "resource_type": "network_io", "duration": "20s",
             "load_pattern": {"kind": "constant", "level": 150}}})
         assert status == 201, body
-        wait_for(lambda: agent.call("GET", f"/runs/{body['id']}")[1]["status"] != "running", 20)
+        wait_for(lambda: agent.call("GET", f"/runs/{body['id']}")[1]["status"] != "running", 30)
         run = agent.call("GET", f"/runs/{body['id']}")[1]
         assert run["status"] == "finished", run
-        steady = [s["achieved"] for s in run["samples"][5:]]  # workers join within a few seconds
-        assert steady and abs(np.mean(steady) - 150) < 15, run["samples"]
+        # Workers join when their processes have started (seconds on a loaded CI machine); the
+        # steady rate is the median from two seconds after the first request went out.
+        joined = next(i for i, s in enumerate(run["samples"]) if s["achieved"] > 0)
+        steady = [s["achieved"] for s in run["samples"][joined + 2:]]
+        assert len(steady) >= 3 and abs(np.median(steady) - 150) < 0.15 * 150, run["samples"]
         assert served(target) > 0.5 * sum(s["achieved"] for s in run["samples"])
     finally:
         for w in workers:

