@@ -78,7 +78,7 @@ def test_shaper_run_on_embedded_defaults(shaper_home):
         accuracy = instance.get_latest_materialization_event(dg.AssetKey("forecast_accuracy")).asset_materialization
         assert accuracy.metadata["judged"].value == 5
     assert "# TYPE shaper_planned_capacity gauge" in (shaper_home / "export" / "shaper.prom").read_text()
-    assert "apply the scaling plans (dry run" in result.stdout and "| serving at (UTC) |" in result.stdout
+    assert "apply_scaling_job: ok" in result.stdout and "| serving at (UTC) |" in result.stdout
     from shaper_pipelines.store.scaling_store import ScalingStore
     with ScalingStore(f"sqlite:///{shaper_home / 'profiles.db'}") as store:
         actions = store.actions()
