@@ -208,21 +208,19 @@ def dagster_yaml() -> str:
         raise ValueError(f"{DATABASE_URL_VAR} must be a postgresql:// URL, got {parsed.drivername}://")
     # The password is read from the environment at instance start, never written to disk: the
     # processes started with dagster_env() have it in SHAPER_DATABASE_PASSWORD.
-    password = f"      password:\n        env: {DATABASE_PASSWORD_VAR}\n" if database_password() else ""
-    return (
-        "# Written by shaper from SHAPER_DATABASE_URL; edit the variable, not this file.\n"
-        "storage:\n"
-        "  postgres:\n"
-        "    postgres_db:\n"
-        f"      username: {parsed.username}\n"
-        f"{password}"
-        f"      hostname: {parsed.host or 'localhost'}\n"
-        f"      db_name: {parsed.database}\n"
-        f"      port: {parsed.port or 5432}\n"
-        "      scheme: postgresql+psycopg2\n"
-        "telemetry:\n"
-        "  enabled: false\n"
-    )
+    import yaml
+
+    postgres_db = {"username": parsed.username, "hostname": parsed.host or "localhost", "db_name": parsed.database,
+                   "port": parsed.port or 5432, "scheme": "postgresql+psycopg2"}
+    if database_password():
+        postgres_db["password"] = {"env": DATABASE_PASSWORD_VAR}
+    # Everything else (the run queue's limit, telemetry) as the project's template says: only the
+    # storage differs between SQLite and PostgreSQL.
+    template = project_root() / "dagster.yaml"
+    config = (yaml.safe_load(template.read_text()) if template.exists() else None) or {"telemetry": {"enabled": False}}
+    config["storage"] = {"postgres": {"postgres_db": postgres_db}}
+    return "# Written by shaper from SHAPER_DATABASE_URL; edit the variable, not this file.\n" + yaml.safe_dump(
+        config, sort_keys=False)
 
 
 def dagster_env() -> dict[str, str]:

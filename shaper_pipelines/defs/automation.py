@@ -56,6 +56,9 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
+    # Plain runs, not a backfill: a backfill holds the day's accuracy until every forecast in it has
+    # finished (they share it), and never runs it if one forecast fails; the accuracy does not need them.
+    emit_backfills=False,
     description="Evaluates every asset's automation condition: forecasts re-fit when history lands, the day is "
                 "judged, plans and the Prometheus export follow the forecasts. It only reads, forecasts and "
                 "plans, so it is on by default; applying (plan_apply_sensor) is a dry run until an operator "

@@ -1,9 +1,13 @@
 """plan_apply_sensor: each new scaling plan is applied once, as the operators' switches say."""
 
+import time
+
 import dagster as dg
 
 from shaper_pipelines.defs.scaling.apply import apply_scaling_job
 from shaper_pipelines.resources.database import DatabaseResource
+
+MAX_PLAN_AGE_SECONDS = 2 * 3600  # a plan is made every morning; one older than this is not news
 
 
 @dg.asset_sensor(asset_key=dg.AssetKey("scaling_plan"), job=apply_scaling_job, minimum_interval_seconds=30,
@@ -13,6 +17,12 @@ from shaper_pipelines.resources.database import DatabaseResource
                              "after `shaper scaling mode --dry-run off` (or PUT /v1/scaling/mode); nothing while "
                              "scaling is paused.")
 def plan_apply_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry, database: DatabaseResource):
+    age = time.time() - asset_event.timestamp
+    if age > MAX_PLAN_AGE_SECONDS:
+        # A sensor started (or reset) after a plan was made would otherwise apply whatever plan is
+        # newest, however old; the next plan is applied as usual.
+        return dg.SkipReason(f"the newest plan (run {asset_event.run_id}) is {age / 3600:.1f} h old, older than "
+                             f"{MAX_PLAN_AGE_SECONDS / 3600:g} h: not applied")
     with database.control_store() as control:
         mode = control.scaling_mode()
     if mode.paused:
