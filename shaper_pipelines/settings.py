@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     # SHAPER_S3_ENDPOINT_URL: an S3-compatible endpoint (MinIO, moto) instead of AWS S3.
     s3_endpoint_url: str = Field("", description="S3 endpoint override (default: AWS S3)")
 
+    # SHAPER_SENSOR_INTERVAL_SECONDS: how often the daemon evaluates the daily loop's automation
+    # conditions and sensors; each hop of the loop (history -> forecasts -> plan -> apply) waits up
+    # to one interval.
+    sensor_interval_seconds: int = Field(30, ge=5, le=3600, description="Seconds between evaluations of the "
+                                         "loop's automation conditions and sensors")
+
     # SHAPER_FORECAST_MODELS: comma-separated forecast models tried when a forecast's config names none.
     forecast_models: Annotated[list[str], NoDecode] = Field([], description="Forecast model candidates, "
                                                             "comma-separated (default: the fast ones and prophet)")

@@ -13,8 +13,9 @@ from degraded_accuracy_sensor for a series already re-fitted on that day. On sta
 day, the daemon may apply the prepared plan once (an asset sensor's first tick takes the newest
 materialisation) and must do nothing else.
 
-About four minutes on two cores: the runs are subprocesses that each load the code location, the
-sensors tick every 30 s, and the test waits 35 s of quiet at the end (longer than a tick).
+About three minutes on two cores: the runs are subprocesses that each load the code location, the
+sensors tick every 5 s here (SHAPER_SENSOR_INTERVAL_SECONDS; 30 by default), and the test waits
+15 s of quiet at the end.
 """
 from __future__ import annotations
 
@@ -34,14 +35,15 @@ PROJECT = Path(__file__).resolve().parents[1]
 DAEMON = Path(sys.executable).parent / "dagster-daemon"
 FAST_MODELS = "seasonal_naive_day,seasonal_naive_week,daily_profile"
 HISTORY_DAYS = 14
-QUIET_SECONDS = 35  # no new run for this long after the last one ended: the daemon is done
+SENSOR_INTERVAL = 5  # SHAPER_SENSOR_INTERVAL_SECONDS: the loop's sensors every 5 s, not 30, to keep the test short
+QUIET_SECONDS = 15  # no new run for this long after the last one ended (three intervals): the daemon is done
 LOOP_DEADLINE = 420  # seconds from the new partition to the end of the quiet period, at most (a loaded CI)
 STARTUP_DEADLINE = 90  # seconds for the daemon to load the code location and tick every sensor once
 # The daemon's clock-driven work: business_calendar's on_cron (05:00 UTC), history_job_schedule
 # (06:15 UTC), and midnight (a new day). The test keeps clear of them, so that only the day it lands
 # sets the daemon going.
 CLOCK_EVENTS = ((0, 0), (5, 0), (6, 15))
-CLEAR_OF_CLOCK = pd.Timedelta(minutes=12)  # longer than the test takes
+CLEAR_OF_CLOCK = pd.Timedelta(minutes=6)  # longer than the test takes
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 TERMINAL = ("SUCCESS", "FAILURE", "CANCELED")
 SENSORS = ("shaper_automation", "plan_apply_sensor", "degraded_accuracy_sensor")
@@ -79,6 +81,7 @@ def loop_env(postgres, tmp_path, monkeypatch):
     monkeypatch.setenv("SHAPER_DATABASE_URL", url)
     monkeypatch.setenv("SHAPER_HOME", str(tmp_path / "shaper_home"))
     monkeypatch.setenv("SHAPER_FORECAST_MODELS", FAST_MODELS)
+    monkeypatch.setenv("SHAPER_SENSOR_INTERVAL_SECONDS", str(SENSOR_INTERVAL))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))

@@ -9,6 +9,8 @@ forecast series, one accuracy day, one plan run and one apply (benchmarks/daily_
 
 import dagster as dg
 
+from shaper_pipelines.settings import get_settings
+
 HISTORY = dg.AssetSelection.groups("history")
 CALENDAR = dg.AssetSelection.assets("business_calendar")
 FORECASTS = dg.AssetSelection.assets("demand_forecast")
@@ -55,7 +57,7 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     "shaper_automation",
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=get_settings().sensor_interval_seconds,
     # Plain runs, not a backfill: a backfill holds the day's accuracy until every forecast in it has
     # finished (they share it), and never runs it if one forecast fails; the accuracy does not need them.
     emit_backfills=False,

@@ -8,6 +8,7 @@ from shaper_pipelines.defs.automation import JUDGE
 from shaper_pipelines.defs.forecast.assets import forecast_job
 from shaper_pipelines.defs.history.assets import CONFIG as METRICS, history_key
 from shaper_pipelines.resources.database import DatabaseResource
+from shaper_pipelines.settings import get_settings
 
 days = dg.DailyPartitionsDefinition(start_date=METRICS.start_date, timezone="UTC")
 
@@ -82,7 +83,8 @@ def forecast_accuracy(context: dg.AssetExecutionContext, database: DatabaseResou
     )
 
 
-@dg.asset_sensor(asset_key=dg.AssetKey("forecast_accuracy"), job=forecast_job, minimum_interval_seconds=60,
+@dg.asset_sensor(asset_key=dg.AssetKey("forecast_accuracy"), job=forecast_job,
+                 minimum_interval_seconds=get_settings().sensor_interval_seconds,
                  default_status=dg.DefaultSensorStatus.RUNNING,
                  description="Re-fits a series whose forecast degraded on the day just judged, unless its forecast "
                              "has already been re-fitted (or is being re-fitted) on history that includes that day.")

@@ -6,11 +6,13 @@ import dagster as dg
 
 from shaper_pipelines.defs.scaling.apply import apply_scaling_job
 from shaper_pipelines.resources.database import DatabaseResource
+from shaper_pipelines.settings import get_settings
 
 MAX_PLAN_AGE_SECONDS = 2 * 3600  # a plan is made every morning; one older than this is not news
 
 
-@dg.asset_sensor(asset_key=dg.AssetKey("scaling_plan"), job=apply_scaling_job, minimum_interval_seconds=30,
+@dg.asset_sensor(asset_key=dg.AssetKey("scaling_plan"), job=apply_scaling_job,
+                 minimum_interval_seconds=get_settings().sensor_interval_seconds,
                  default_status=dg.DefaultSensorStatus.RUNNING,
                  description="Applies each new scaling plan once. A dry run (records what would be done, changes "
                              "nothing) while the operators' switch says dry run, which is the default; live only "
