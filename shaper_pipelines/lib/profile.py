@@ -165,6 +165,19 @@ def parse_profile(data: Any, *, file: str | None = None, index: int | None = Non
 MAX_FILE_BYTES = 8 * 1024 * 1024
 
 
+
+class _NoAliases(yaml.SafeLoader):
+    """YAML without aliases (``*name``): a few hundred bytes of nested aliases expand into
+    gigabytes ("billion laughs"), and a profile file has no need of them."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "uses a YAML alias (*name); profile files may not "
+                                              "(aliases can expand a small file into gigabytes)", mark)
+        return super().compose_node(parent, index)
+
+
 def load_profiles_file(path: str | Path) -> list[Profile]:
     """All profiles in a YAML or JSON file (one mapping, a list, or ``profiles: [...]``).
 
@@ -180,7 +193,7 @@ def load_profiles_file(path: str | Path) -> list[Profile]:
     except UnicodeDecodeError:
         raise ProfileError("is not UTF-8 text", file=str(path)) from None
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        documents = [d for d in yaml.load_all(text, Loader=_NoAliases) if d is not None]
     except yaml.YAMLError as exc:
         raise ProfileError(f"is not valid YAML: {exc}", file=str(path)) from None
     entries: list[Any] = []

@@ -6,9 +6,10 @@ expression is refused when the profile is stored, not discovered the night it sh
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal, Union
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shaper_pipelines.lib.durations import Duration
@@ -35,6 +36,12 @@ class CronTrigger(_Trigger):
         value = " ".join(value.split())
         if len(value.split(" ")) != 5 or not croniter.is_valid(value):
             raise ValueError(f"{value!r} is not a valid 5-field cron expression (minute hour day month weekday)")
+        # Valid field by field but never due (``0 0 31 2 *``): the selection would fail later, for
+        # every profile, when it asks when this one is next due.
+        try:
+            croniter(value, datetime(2000, 1, 1)).get_next(datetime)
+        except CroniterBadDateError:
+            raise ValueError(f"{value!r} never fires (no such date, e.g. 31 February)") from None
         return value
 
     @field_validator("timezone")

@@ -136,6 +136,8 @@ def test_content_hash_is_stable_across_spellings_and_changes_with_content():
         ({"profile_id": "Bad Id!"}, "profile_id", "pattern"),
         ({"timezone": "Mars/Olympus"}, "timezone", "time zone"),
         ({"trigger_conditions": [{"kind": "cron", "cron": "61 * * * *"}]}, "trigger_conditions[0].cron", "cron"),
+        ({"trigger_conditions": [{"kind": "cron", "cron": "0 0 31 2 *"}]}, "trigger_conditions[0].cron",
+         "never fires"),
         ({"trigger_conditions": [{"kind": "metric", "promql": "  ", "comparator": ">", "threshold": 1}]},
          "trigger_conditions[0].promql", "empty"),
         ({"trigger_conditions": [{"kind": "metric", "promql": "up", "comparator": "=~", "threshold": 1}]},
@@ -175,3 +177,20 @@ def test_nesting_is_bounded():
         pattern = {"kind": "sum", "patterns": [pattern, {"kind": "constant", "level": 1}]}
     with pytest.raises(ProfileError, match="nests deeper"):
         parse_profile(profile(pattern))
+
+
+def test_yaml_aliases_are_refused_before_they_expand(tmp_path):
+    """Nine levels of nine aliases are 850 bytes and 387 million list items once expanded."""
+    lines = ["l0: &l0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    path = tmp_path / "laughs.yaml"
+    path.write_text("\n".join(lines) + "\nprofiles: [*l8]\n")
+    with pytest.raises(ProfileError) as err:
+        load_profiles_file(path)
+    assert "alias" in str(err.value) and "laughs.yaml" in str(err.value)
+
+
+def test_a_leap_day_cron_is_valid():
+    data = profile({"kind": "constant", "level": 1})
+    data["trigger_conditions"] = [{"kind": "cron", "cron": "0 0 29 2 *"}]
+    assert parse_profile(data).trigger_conditions[0].cron == "0 0 29 2 *"
