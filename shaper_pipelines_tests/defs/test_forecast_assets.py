@@ -47,16 +47,21 @@ def test_a_real_trace_is_forecast_with_passing_checks(store_url):
     from shaper_pipelines.lib.history import load_history
 
     series, _ = load_history(REAL_DATA / "crane" / "cpu_2.csv", 300)
-    _store_history(store_url, "checkout-api", "cpu", _ending_yesterday(series.to_numpy()))
+    history = _ending_yesterday(series.to_numpy())
+    _store_history(store_url, "checkout-api", "cpu", history)
+    asked = pd.Timestamp.now(tz="UTC")
     result = _materialise(store_url, "checkout-api:cpu", [])
+    done = pd.Timestamp.now(tz="UTC")
     assert result.success
     checks = _checks(result)
     assert checks["beats_seasonal_naive"].passed and checks["forecast_is_sane"].passed
     meta = result.asset_materializations_for_node("demand_forecast")[0].metadata
     assert meta["backtest_mae_vs_seasonal_naive"].value < 1
-    # 24 h after now, from the history's end at midnight: today's hours so far come on top.
-    elapsed = (pd.Timestamp.now(tz="UTC") - pd.Timestamp.now(tz="UTC").floor("D")) // pd.Timedelta(minutes=5)
-    assert abs(meta["horizon_steps"].value - (288 + elapsed)) <= 2
+    # 24 h after the forecast's now (taken between asked and done), from the history's end: the
+    # hours between the last sample and now come on top, in whole 5-minute steps.
+    end = history.index[-1] + pd.Timedelta(minutes=5)
+    steps = [-(-(t + pd.Timedelta(hours=24) - end) // pd.Timedelta(minutes=5)) for t in (asked, done)]
+    assert steps[0] <= meta["horizon_steps"].value <= steps[1]
     assert "prophet" in meta["backtest_mae"].value  # Prophet competed
     assert meta["plot"].value.startswith("![forecast of checkout-api/cpu](data:image/png;base64,")
 
@@ -66,6 +71,7 @@ def test_a_forecast_that_loses_to_seasonal_naive_is_replaced_and_flagged(store_u
     days = np.arange(10 * 288) / 288
     growing = 100 + 50 * days + 20 * np.sin(2 * np.pi * days)
     _store_history(store_url, "search-api", "requests", _ending_yesterday(growing))
+    asked = pd.Timestamp.now(tz="UTC")  # the forecast's "now" is at or after this
     result = _materialise(store_url, "search-api:requests", ["daily_profile"])
     assert result.success  # a warning: plans go on without the forecast
     check = _checks(result)["beats_seasonal_naive"]
@@ -73,8 +79,9 @@ def test_a_forecast_that_loses_to_seasonal_naive_is_replaced_and_flagged(store_u
     meta = result.asset_materializations_for_node("demand_forecast")[0].metadata
     assert meta["model"].value == "seasonal_naive_day (fallback)"
     value = result.output_for_node("demand_forecast")
-    assert value["beats_naive"] is False and value["frame"]["timestamp"].iloc[-1] >= pd.Timestamp.now(tz="UTC") + \
-        pd.Timedelta(hours=24) - pd.Timedelta(minutes=5)  # 24 h after now
+    # 24 h after the forecast's now, to within its last 5-minute step
+    assert value["beats_naive"] is False and value["frame"]["timestamp"].iloc[-1] >= asked + \
+        pd.Timedelta(hours=24) - pd.Timedelta(minutes=5)
     assert value["model"] == "seasonal_naive_day" and value["mase"] == 1.0  # what was published, scored as such
     assert value["rejected"]["mase"] >= 1  # what the candidates managed: no better than yesterday
 
