@@ -10,7 +10,6 @@ run requests: one run per partition, and the unpartitioned assets requested on a
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -134,7 +133,3 @@ class Ticks:
             if self.automation(at) + self.sensor_tick() == 0:
                 return tick
         raise RuntimeError(f"still requesting runs after {max_ticks} ticks from {when}")
-
-
-def print_run(run: Run) -> None:
-    print(f"  {run.label:<60} {'ok' if run.success else 'FAILED'} {run.seconds:6.1f}s", file=sys.stderr)
