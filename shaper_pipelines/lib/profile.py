@@ -99,6 +99,10 @@ class Profile(BaseModel):
             object.__setattr__(self, "unit", DEFAULT_UNITS[self.resource_type])
         if nesting_depth(self.load_pattern) > MAX_NESTING:
             raise ValueError(f"load_pattern nests deeper than {MAX_NESTING} levels")
+        size = len(json.dumps(self.model_dump(mode="json", by_alias=True), separators=(",", ":")))
+        if size > MAX_PROFILE_BYTES:
+            raise ValueError(f"the profile is {size // 1024:,} KiB as stored; the budget is "
+                             f"{MAX_PROFILE_BYTES // 1024} KiB (a replay of a week of minutes fits)")
         return self
 
     def canonical(self) -> dict[str, Any]:
@@ -162,20 +166,45 @@ def parse_profile(data: Any, *, file: str | None = None, index: int | None = Non
         raise ProfileError(message, file=file, profile_id=profile_id, field=_field_path(first["loc"]) or None) from None
 
 
-MAX_FILE_BYTES = 8 * 1024 * 1024
-
+# Budgets for a profile file, checked before anything is expanded. The largest predefined profile
+# (profiles_data/profiles/weekday_business_hours.yaml) is 1.3 kB and 82 YAML nodes; a derived
+# profile replays a week of hourly values (168 numbers, about 2 kB). A file may hold many profiles
+# (an export of a whole store), so the file budget is about 800 times the largest predefined file,
+# and still parses in about a second in PyYAML's pure-Python composer (which the alias check
+# needs). The node budget lets a file hold, say, a replay of a week of minutes (10,080 values)
+# several times over, while a "sum" of 32 patterns nested four deep (a million leaves) is refused
+# after the first 100,000 nodes, not built.
+MAX_FILE_BYTES = 1024 * 1024
+MAX_YAML_NODES = 100_000
+# One profile's canonical JSON: what a store row holds. 200 times the largest predefined profile;
+# a replay of a week of minutes fits. A 2 MB row (that every later listing parses) cannot be stored.
+MAX_PROFILE_BYTES = 256 * 1024
 
 
 class _NoAliases(yaml.SafeLoader):
     """YAML without aliases (``*name``): a few hundred bytes of nested aliases expand into
-    gigabytes ("billion laughs"), and a profile file has no need of them."""
+    gigabytes ("billion laughs"), and a profile file has no need of them. Nodes are counted while
+    composing, so a file of too many nodes is refused before it is built into Python objects."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._nodes = 0
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark
             raise yaml.composer.ComposerError(None, None, "uses a YAML alias (*name); profile files may not "
                                               "(aliases can expand a small file into gigabytes)", mark)
+        self._nodes += 1
+        if self._nodes > MAX_YAML_NODES:
+            mark = self.peek_event().start_mark
+            raise _TooManyNodes(None, None, f"has more than {MAX_YAML_NODES:,} YAML nodes (values, keys, lists, "
+                                            "mappings); split it into several files", mark)
         return super().compose_node(parent, index)
+
+
+class _TooManyNodes(yaml.composer.ComposerError):
+    pass
 
 
 def load_profiles_file(path: str | Path) -> list[Profile]:
@@ -185,29 +214,48 @@ def load_profiles_file(path: str | Path) -> list[Profile]:
     """
     path = Path(path)
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise ProfileError(f"larger than {MAX_FILE_BYTES // 1024 // 1024} MiB", file=str(path))
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            # Read one byte past the budget rather than trusting the size a stat reports (a pipe or
+            # /dev/stdin reports none).
+            data = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ProfileError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ProfileError(f"is larger than the budget of {MAX_FILE_BYTES // 1024} KiB for a profile file; "
+                           "split it into several files", file=str(path))
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ProfileError("is not UTF-8 text", file=str(path)) from None
+    return parse_profiles_text(text, file=str(path))
+
+
+def parse_profiles_text(text: str, *, file: str | None = None) -> list[Profile]:
+    """The profiles of YAML or JSON text, within the byte and node budgets, without aliases."""
+    if len(text) > MAX_FILE_BYTES:
+        raise ProfileError(f"is larger than the budget of {MAX_FILE_BYTES // 1024} KiB for profile text", file=file)
     try:
         documents = [d for d in yaml.load_all(text, Loader=_NoAliases) if d is not None]
+    except _TooManyNodes as exc:
+        raise ProfileError(f"{exc.problem}", file=file) from None
     except yaml.YAMLError as exc:
-        raise ProfileError(f"is not valid YAML: {exc}", file=str(path)) from None
+        message = " ".join(str(exc).split())
+        raise ProfileError(f"is not valid YAML: {message[:300]}", file=file) from None
+    except RecursionError:
+        raise ProfileError("nests too deeply to be a profile", file=file) from None
+    path = file
     entries: list[Any] = []
     for doc in documents:
         if isinstance(doc, dict) and "profiles" in doc and "profile_id" not in doc:
             doc = doc["profiles"]
         entries.extend(doc if isinstance(doc, list) else [doc])
     if not entries:
-        raise ProfileError("holds no profiles", file=str(path))
-    profiles = [parse_profile(entry, file=str(path), index=i) for i, entry in enumerate(entries)]
+        raise ProfileError("holds no profiles", file=path)
+    profiles = [parse_profile(entry, file=path, index=i) for i, entry in enumerate(entries)]
     seen: set[str] = set()
     for p in profiles:
         if p.profile_id in seen:
-            raise ProfileError("defined twice in one file", file=str(path), profile_id=p.profile_id)
+            raise ProfileError("defined twice in one file", file=path, profile_id=p.profile_id)
         seen.add(p.profile_id)
     return profiles
 
@@ -253,6 +301,11 @@ def render(profile: Profile, start: Any = 0.0, step: float = 1.0, duration: floa
         raise ProfileError(f"rendering would make more than {MAX_RENDER_POINTS:,} points; use a coarser step",
                            profile_id=profile.profile_id)
     grid = TimeGrid.regular(to_epoch_seconds(start), span, step)
+    values = _render_checked(profile, grid)
+    return Rendered(timestamps=grid.epoch, values=values)
+
+
+def _render_checked(profile: Profile, grid: TimeGrid) -> np.ndarray:
     try:
         values = profile.load_pattern.render(grid, profile.timezone) * profile.scaling_factor
     except ExpressionError as exc:
@@ -263,4 +316,33 @@ def render(profile: Profile, start: Any = 0.0, step: float = 1.0, duration: floa
         what = "negative" if np.isfinite(values[i]) else "not a finite number"
         raise ProfileError(f"intensity is {what} ({values[i]}) at t={grid.t[i]:g}s; clip it to 0 or above",
                            profile_id=profile.profile_id, field="load_pattern")
-    return Rendered(timestamps=grid.epoch, values=values)
+    return values
+
+
+# The finest step anything renders a profile at: a load agent follows its profile every second.
+FINEST_STEP_S = 1.0
+# Points rendered at once while validating. A profile up to this long (12 days at 1 s) is rendered
+# in one piece, exactly as an agent renders it (noise() draws the same numbers); a longer one in
+# pieces of this size, so validating a 400-day profile needs tens of MB, not gigabytes.
+VALIDATE_CHUNK = 2 ** 20
+
+
+def validation_start(profile: Profile) -> float:
+    """Where validation renders from: a Monday 00:00 in the profile's time zone, so a profile of a
+    day or longer meets every second of the local day (``1/(hour-3.5)`` meets 03:30:00)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime(2024, 1, 1, tzinfo=ZoneInfo(profile.timezone)).timestamp()
+
+
+def validate_render(profile: Profile, *, start: float | None = None) -> None:
+    """Render the whole profile at the finest step an agent uses (1 s), vectorised and in pieces,
+    and raise the ProfileError the agent would meet: a point that is not finite or is negative,
+    between the points of any coarser validation grid. Nothing that fails at run time is stored."""
+    start = validation_start(profile) if start is None else float(start)
+    count = int(np.floor(profile.duration / FINEST_STEP_S + 1e-9))
+    for lo in range(0, max(count, 1), VALIDATE_CHUNK):
+        hi = min(count, lo + VALIDATE_CHUNK)
+        t = np.arange(lo, hi, dtype=np.float64) * FINEST_STEP_S
+        _render_checked(profile, TimeGrid(start=start, t=t, duration=profile.duration))

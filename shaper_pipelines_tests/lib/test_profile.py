@@ -194,3 +194,61 @@ def test_a_leap_day_cron_is_valid():
     data = profile({"kind": "constant", "level": 1})
     data["trigger_conditions"] = [{"kind": "cron", "cron": "0 0 29 2 *"}]
     assert parse_profile(data).trigger_conditions[0].cron == "0 0 29 2 *"
+
+
+def test_a_file_over_the_byte_budget_is_refused_before_it_is_parsed(tmp_path):
+    from shaper_pipelines.lib.profile import MAX_FILE_BYTES
+
+    path = tmp_path / "big.yaml"
+    path.write_text("# " + "x" * MAX_FILE_BYTES + "\n")
+    with pytest.raises(ProfileError, match="budget") as err:
+        load_profiles_file(path)
+    assert "big.yaml" in str(err.value)
+
+
+def test_a_file_over_the_node_budget_is_refused_while_composing(tmp_path):
+    from shaper_pipelines.lib.profile import MAX_FILE_BYTES, MAX_YAML_NODES
+
+    path = tmp_path / "many.yaml"
+    path.write_text("profiles: [" + ",".join(["0"] * (MAX_YAML_NODES + 10)) + "]\n")
+    assert path.stat().st_size < MAX_FILE_BYTES
+    with pytest.raises(ProfileError, match="YAML nodes"):
+        load_profiles_file(path)
+
+
+def test_a_profile_over_the_stored_size_budget_is_refused():
+    from shaper_pipelines.lib.profile import MAX_PROFILE_BYTES
+
+    replay = {"kind": "replay", "step": "1s", "values": [123456.5] * (MAX_PROFILE_BYTES // 8)}
+    with pytest.raises(ProfileError, match="budget"):
+        parse_profile(profile(replay))
+    # a week of minutes fits
+    parse_profile(profile({"kind": "replay", "step": "1m", "values": [123.25] * 10080}))
+
+
+def test_predefined_profiles_are_far_inside_the_budgets(predefined_dir):
+    from shaper_pipelines.lib.profile import MAX_FILE_BYTES
+
+    for path in predefined_dir.glob("*.yaml"):
+        assert path.stat().st_size * 100 < MAX_FILE_BYTES
+
+
+def test_validation_renders_at_one_second_and_finds_a_division_between_grid_points():
+    from shaper_pipelines.lib.profile import validate_render
+
+    p = parse_profile(profile({"kind": "custom", "expression": "abs(1/(hour-3.5))"}))
+    render(p, start=0, step=400.0)  # a coarse grid steps over 03:30
+    with pytest.raises(ProfileError, match="division by zero at t=12600"):
+        validate_render(p)
+
+
+def test_validation_of_a_week_at_one_second_is_fast():
+    import time
+
+    from shaper_pipelines.lib.profile import validate_render
+
+    p = parse_profile(profile({"kind": "custom", "expression": "50 + 30*sin(2*pi*t/86400) + 10*(hour > 9) + noise(2)"},
+                              duration="7d", timezone="Europe/Berlin"))
+    began = time.perf_counter()
+    validate_render(p)
+    assert time.perf_counter() - began < 2.0
