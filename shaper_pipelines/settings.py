@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -64,6 +64,24 @@ class Settings(BaseSettings):
     prometheus_url: str = Field("", description="Prometheus base URL (default: the embedded demo history)")
     # SHAPER_PUSHGATEWAY_URL: where predictions are pushed; unset means a node_exporter textfile.
     pushgateway_url: str = Field("", description="Pushgateway URL (default: a textfile under SHAPER_HOME)")
+    # How shaper reaches Prometheus and the Pushgateway over HTTPS, with the names of Prometheus's
+    # own http_config: TLS is verified against the system's trust store unless a CA bundle is
+    # given; INSECURE_SKIP_VERIFY is the explicit, logged way out. A bearer token or a user and
+    # password (not both) authenticate. SHAPER_PROMETHEUS_* for queries, SHAPER_PUSHGATEWAY_* for pushes.
+    prometheus_ca_bundle: Path | None = Field(None, description="PEM file of the CA(s) that sign Prometheus's "
+                                              "certificate (default: the system's trust store)")
+    prometheus_insecure_skip_verify: bool = Field(False, description="Do not verify Prometheus's TLS certificate "
+                                                  "(default: verified)")
+    prometheus_bearer_token: SecretStr = Field(SecretStr(""), description="Bearer token sent to Prometheus")
+    prometheus_username: str = Field("", description="Basic-auth user for Prometheus")
+    prometheus_password: SecretStr = Field(SecretStr(""), description="Basic-auth password for Prometheus")
+    pushgateway_ca_bundle: Path | None = Field(None, description="PEM file of the CA(s) that sign the "
+                                               "Pushgateway's certificate (default: the system's trust store)")
+    pushgateway_insecure_skip_verify: bool = Field(False, description="Do not verify the Pushgateway's TLS "
+                                                   "certificate (default: verified)")
+    pushgateway_bearer_token: SecretStr = Field(SecretStr(""), description="Bearer token sent to the Pushgateway")
+    pushgateway_username: str = Field("", description="Basic-auth user for the Pushgateway")
+    pushgateway_password: SecretStr = Field(SecretStr(""), description="Basic-auth password for the Pushgateway")
     # SHAPER_AWS_ENDPOINT_URL: an AWS-compatible endpoint (moto, LocalStack) instead of AWS itself.
     aws_endpoint_url: str = Field("", description="AWS Auto Scaling/ECS endpoint override (default: AWS)")
     # SHAPER_ALERT_WEBHOOK: where Dagster's alerts are posted; the URL is itself a credential.
@@ -105,10 +123,25 @@ class Settings(BaseSettings):
                                  "serve it)")
 
     @field_validator("database_url", "prometheus_url", "pushgateway_url", "aws_endpoint_url", "alert_webhook",
-                     "dagster_url", "s3_bucket", "s3_endpoint_url", mode="before")
+                     "dagster_url", "s3_bucket", "s3_endpoint_url", "prometheus_username", "pushgateway_username",
+                     "prometheus_bearer_token", "pushgateway_bearer_token", mode="before")
     @classmethod
     def _strip(cls, value: Any) -> Any:
         return value.strip() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> "Settings":
+        for service in ("prometheus", "pushgateway"):
+            token = getattr(self, f"{service}_bearer_token").get_secret_value()
+            user = getattr(self, f"{service}_username")
+            password = getattr(self, f"{service}_password").get_secret_value()
+            if token and (user or password):
+                raise ValueError(f"set either {ENV_PREFIX}{service.upper()}_BEARER_TOKEN or "
+                                 f"{ENV_PREFIX}{service.upper()}_USERNAME/_PASSWORD, not both")
+            if password and not user:
+                raise ValueError(f"{ENV_PREFIX}{service.upper()}_PASSWORD is set without "
+                                 f"{ENV_PREFIX}{service.upper()}_USERNAME")
+        return self
 
     @field_validator("agents", "forecast_models", mode="before")
     @classmethod

@@ -57,3 +57,47 @@ def fit_capacity(offered: np.ndarray, achieved: np.ndarray) -> CapacityFit:
     else:
         capacity, saturated = float(x[-1]), False
     return CapacityFit(capacity=max(capacity, 1e-12), saturated=saturated, samples=len(x), offered=x, achieved=fitted)
+
+
+def utilisation_at_plan(utilisation: "pd.DataFrame", plan: "pd.DataFrame") -> "pd.DataFrame":
+    """Predicted utilisation at the capacity the scaling plan will have serving: per target and
+    forecast step, ``utilisation`` (columns target, timestamp, utilization_p50, utilization_p90 and
+    capacity, the instances those are computed at) rescaled to the plan's floor in force at that
+    step (``plan``: target, timestamp, desired_capacity; the floor of a plan step holds until the
+    next one, and the last for one more step). The plan keeps its floor within the target's
+    minimum and maximum, so demand beyond what the maximum serves shows as utilisation above 1.
+    Steps the plan does not cover, and targets without a plan, are left out. Columns: target,
+    timestamp, utilization_p50, utilization_p90, capacity (the planned floor)."""
+    import pandas as pd
+
+    columns = ["target", "timestamp", "utilization_p50", "utilization_p90", "capacity"]
+    if not len(utilisation) or not len(plan):
+        return pd.DataFrame(columns=columns)
+
+    def utc(column):
+        t = pd.to_datetime(column)
+        return (t.dt.tz_localize("UTC") if t.dt.tz is None else t.dt.tz_convert("UTC")).astype("datetime64[ns, UTC]")
+
+    frames = []
+    u_all = utilisation.assign(timestamp=utc(utilisation["timestamp"]))
+    p_all = plan.assign(timestamp=utc(plan["timestamp"]))
+    for name, u in u_all.groupby("target", sort=True):
+        p = p_all[p_all["target"] == name].sort_values("timestamp", kind="stable")
+        if not len(p):
+            continue
+        step = p["timestamp"].diff().median() if len(p) > 1 else pd.Timedelta(0)
+        u = u.sort_values("timestamp", kind="stable")
+        u = u[(u["timestamp"] >= p["timestamp"].iloc[0]) & (u["timestamp"] <= p["timestamp"].iloc[-1] + step)]
+        if not len(u):
+            continue
+        floor = pd.merge_asof(u[["timestamp"]], p[["timestamp", "desired_capacity"]], on="timestamp",
+                              direction="backward")["desired_capacity"].to_numpy(dtype=float)
+        at = u["capacity"].to_numpy(dtype=float)
+        ok = np.isfinite(floor) & (floor > 0)
+        scale = np.where(ok, at / np.where(ok, floor, 1.0), np.nan)
+        frames.append(pd.DataFrame({
+            "target": name, "timestamp": u["timestamp"].to_numpy(),
+            "utilization_p50": u["utilization_p50"].to_numpy(dtype=float) * scale,
+            "utilization_p90": u["utilization_p90"].to_numpy(dtype=float) * scale,
+            "capacity": floor})[ok])
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)

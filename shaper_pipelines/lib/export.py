@@ -1,52 +1,79 @@
-"""shaper's predictions as Prometheus metrics: the text exposition format (version 0.0.4), built
-from the plain values the forecast assets hold, and a push of it to a Pushgateway.
+"""shaper's predictions as Prometheus metrics, through ``prometheus_client``: the samples built from
+the plain values the forecast assets hold, a :class:`~prometheus_client.CollectorRegistry` per
+export, its text exposition (``generate_latest``), the Pushgateway push (``push_to_gateway``, with
+a handler that verifies TLS and authenticates) and the node_exporter textfile
+(``write_to_textfile``).
 
 Every family is a gauge without sample timestamps (the Pushgateway refuses timestamps it cannot
-keep consistent, and a scrape stamps them anyway):
+keep consistent, and a scrape stamps them anyway), and every label has a small, fixed set of
+values besides the configured target, resource and series names:
 
-- ``shaper_predicted_utilization_ratio{target,resource,quantile,window}``: predicted utilisation of a
-  scaling target at its configured minimum capacity (what ``utilisation_forecast`` holds), p50
-  (``quantile="0.5"``) and p90 (``"0.9"``); ``window="now"`` is the step in force at export time,
-  ``"next_1h"``/``"next_24h"`` the maximum from that step to one hour / one day ahead;
-- ``shaper_actual_utilization_ratio{target,resource}``: the latest observed demand of a scaling
-  target's history series on the same basis (divided by its minimum capacity times the capacity
-  per instance), when the caller passes ``observed``: what the dashboards set the prediction against;
+- ``shaper_predicted_utilization_ratio{target,resource,capacity,percentile,window}``: predicted
+  utilisation of a scaling target, p50 (``percentile="p50"``) and p90 (``"p90"``).
+  ``capacity="planned"`` is at the floor the scaling plan holds at each step, which the plan keeps
+  within the target's minimum and maximum: what will be serving, and what the alerts watch.
+  ``capacity="minimum"`` is at the target's configured minimum capacity (what
+  ``utilisation_forecast`` holds): how much the plan has to do. ``window="now"`` is the step in
+  force at export time, ``"next_1h"``/``"next_24h"`` the maximum from that step to one hour / one
+  day ahead;
+- ``shaper_actual_utilization_ratio{target,resource,capacity="minimum"}``: the latest observed
+  demand of a scaling target's history series on the minimum-capacity basis (divided by its
+  minimum capacity times the capacity per instance), when the caller passes ``observed``: what the
+  dashboards set the prediction against;
 - ``shaper_planned_capacity{target,group,kind}``: the plan's floor in force now, and
   ``shaper_planned_capacity_max{target,group,kind,window="next_24h"}`` its maximum over the next day
   (``group`` is the Auto Scaling group or ECS service, ``target`` shaper's name for it);
-- ``shaper_forecast_mase{target,metric,model}``: the forecast's backtest MAE divided by seasonal
-  naive's (below 1 beats seasonal naive); ``shaper_forecast_beats_naive{target,metric}`` 0 or 1;
+- ``shaper_forecast_mase{target,metric,model_family}``: the forecast's backtest MAE divided by
+  seasonal naive's (below 1 beats seasonal naive); ``model_family`` is one of
+  :data:`MODEL_FAMILIES`, never the free-text blend (which changes at every re-fit);
+  ``shaper_forecast_beats_naive{target,metric}`` 0 or 1;
 - ``shaper_export_timestamp_seconds``: when this was built, for a staleness alert.
 
-No Dagster and no prometheus_client here: plain pandas in, text out.
+No Dagster here: plain pandas in, prometheus_client out.
 """
 
 from __future__ import annotations
 
-import base64
-import math
+import os
 import re
+import ssl
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+from prometheus_client import CollectorRegistry, generate_latest, push_to_gateway, write_to_textfile
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import Metric
+from prometheus_client.utils import floatToGoString
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-QUANTILES = {"0.5": "utilization_p50", "0.9": "utilization_p90"}
+from shaper_pipelines.lib.prometheus import HttpAccess
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+PERCENTILES = {"p50": "utilization_p50", "p90": "utilization_p90"}
 WINDOWS = {"next_1h": pd.Timedelta(hours=1), "next_24h": pd.Timedelta(hours=24)}
+# The bases of shaper_predicted_utilization_ratio's ``capacity`` label.
+PLANNED, MINIMUM = "planned", "minimum"
+# shaper_forecast_mase's model_family: each forecast candidate's family; a weighted blend of
+# several is an "ensemble"; anything else "other". A fixed set, whatever the blend's weights.
+MODEL_FAMILIES = {
+    "seasonal_naive_day": "seasonal_naive", "seasonal_naive_week": "seasonal_naive",
+    "daily_profile": "profile", "leveled_profile": "profile", "business_profile": "profile",
+    "recent_level": "level", "prophet": "prophet",
+}
 
 HELP = {
     "shaper_predicted_utilization_ratio":
-        "Predicted utilisation of a scaling target at its configured minimum capacity (1 = full). "
+        "Predicted utilisation of a scaling target (1 = full): capacity=planned at the floor the scaling plan "
+        "holds at each step (what will be serving), capacity=minimum at its configured minimum capacity. "
         "window=now is the step in force at export, next_1h/next_24h the maximum up to that far ahead.",
     "shaper_actual_utilization_ratio":
         "Latest observed demand of a scaling target divided by what its configured minimum capacity serves "
-        "(1 = full): the same basis as shaper_predicted_utilization_ratio.",
+        "(1 = full): the basis of shaper_predicted_utilization_ratio{capacity=\"minimum\"}.",
     "shaper_planned_capacity": "Floor of warm instances the scaling plan holds now.",
     "shaper_planned_capacity_max": "Largest floor of warm instances the scaling plan holds within the window.",
     "shaper_forecast_mase": "Backtest MAE of the forecast divided by seasonal naive's (below 1 beats seasonal naive).",
@@ -73,18 +100,21 @@ def escape_label_value(value: str) -> str:
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
 def format_value(x: float) -> str:
-    """repr() round-trips a float64; the format spells the special values NaN, +Inf and -Inf."""
-    x = float(x)
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "+Inf" if x > 0 else "-Inf"
-    return repr(x)
+    """A float as the text format spells it (prometheus_client's own: NaN, +Inf, -Inf)."""
+    return floatToGoString(float(x))
+
+
+def model_family(model: str | None) -> str:
+    """The family of a forecast's model label: a candidate's family, ``ensemble`` for a weighted
+    blend (``0.62*daily_profile + 0.38*prophet``), ``other`` for anything else."""
+    text = (model or "").strip()
+    text = re.sub(r"\s*\(fallback\)$", "", text)
+    if text in MODEL_FAMILIES:
+        return MODEL_FAMILIES[text]
+    if "+" in text:
+        return "ensemble"
+    return "other"
 
 
 def sample(name: str, value: float, **labels: Any) -> Sample:
@@ -96,27 +126,40 @@ def sample(name: str, value: float, **labels: Any) -> Sample:
     return Sample(name, tuple((k, "" if v is None else str(v)) for k, v in labels.items()), float(value))
 
 
-def render(samples: Iterable[Sample]) -> str:
-    """The text format: for each family (in order of first appearance) its HELP and TYPE lines,
-    then its samples. Two samples with one name and the same labels are an error, as they would
-    be for the Pushgateway and for Prometheus."""
-    families: dict[str, list[Sample]] = {}
-    seen: set[tuple] = set()
-    for s in samples:
-        key = (s.name, tuple(sorted(s.labels)))
-        if key in seen:
-            raise ValueError(f"duplicate series {s.name}{{{_labels_text(s.labels)}}}")
-        seen.add(key)
-        families.setdefault(s.name, []).append(s)
-    lines = []
-    for name, members in families.items():
-        if name in HELP:
-            lines.append(f"# HELP {name} {_escape_help(HELP[name])}")
-        lines.append(f"# TYPE {name} gauge")
-        for s in members:
-            labels = f"{{{_labels_text(s.labels)}}}" if s.labels else ""
-            lines.append(f"{name}{labels} {format_value(s.value)}")
-    return "\n".join(lines) + "\n"
+class _Samples:
+    """A collector serving fixed samples, one gauge family per name (in order of first appearance)."""
+
+    def __init__(self, samples: Iterable[Sample]):
+        self.families: dict[str, list[Sample]] = {}
+        seen: set[tuple] = set()
+        for s in samples:
+            key = (s.name, tuple(sorted(s.labels)))
+            if key in seen:
+                raise ValueError(f"duplicate series {s.name}{{{_labels_text(s.labels)}}}")
+            seen.add(key)
+            self.families.setdefault(s.name, []).append(s)
+
+    def collect(self):
+        for name, members in self.families.items():
+            family = Metric(name, HELP.get(name, name.replace("_", " ")), "gauge")
+            for s in members:
+                family.add_sample(name, dict(s.labels), s.value)
+            yield family
+
+
+def registry(samples: Iterable[Sample]) -> CollectorRegistry:
+    """A registry of its own (never the process-global one) holding ``samples`` as gauges. Two
+    samples with one name and the same labels are an error, as they would be for the Pushgateway
+    and for Prometheus."""
+    out = CollectorRegistry(auto_describe=False)
+    out.register(_Samples(samples))
+    return out
+
+
+def render(samples: Iterable[Sample] | CollectorRegistry) -> str:
+    """The text exposition format (0.0.4) of ``samples``: ``generate_latest`` of their registry."""
+    reg = samples if isinstance(samples, CollectorRegistry) else registry(samples)
+    return generate_latest(reg).decode()
 
 
 def _labels_text(labels: tuple[tuple[str, str], ...]) -> str:
@@ -160,39 +203,52 @@ def _get(obj, key: str, default=None):
     return obj.get(key, default) if isinstance(obj, Mapping) else getattr(obj, key, default)
 
 
+def _utilisation_samples(frame: pd.DataFrame, basis: str, info: Mapping[str, Any], now: pd.Timestamp) -> list[Sample]:
+    out = []
+    frame = frame.assign(timestamp=_times(frame["timestamp"]))
+    for name, group in frame.groupby("target", sort=True):
+        group = group.sort_values("timestamp", kind="stable").reset_index(drop=True)
+        resource = _get(info.get(name, {}), "resource", "")
+        current = _in_force(group["timestamp"], now)
+        for percentile, column in PERCENTILES.items():
+            values = group[column].to_numpy(dtype=float)
+            labels = {"target": name, "resource": resource, "capacity": basis, "percentile": percentile}
+            if current is not None:
+                out.append(sample("shaper_predicted_utilization_ratio", values[current], **labels, window="now"))
+            for window, span in WINDOWS.items():
+                positions = _window_positions(group["timestamp"], now, current, span)
+                if len(positions):
+                    out.append(sample("shaper_predicted_utilization_ratio", np.nanmax(values[positions]),
+                                      **labels, window=window))
+    return out
+
+
 def prediction_samples(*, utilisation: pd.DataFrame, plan: pd.DataFrame, forecasts: Mapping[str, Mapping] | Iterable[Mapping],
                        targets: Iterable[Any] = (), now, observed: pd.DataFrame | None = None) -> list[Sample]:
     """The samples of every family from the assets' values.
 
-    ``utilisation``: target, timestamp, utilization_p50, utilization_p90 (``utilisation_forecast``);
-    ``plan``: target, timestamp, desired_capacity (``scaling_plan``); ``forecasts``: the
-    ``demand_forecast`` values (a dict per series, or a mapping of partition key to them) with
-    target, metric, model, mase, beats_naive; ``targets``: the scaling targets (objects or dicts
-    with name, kind, resource) that give the resource and kind labels - a target missing there
-    gets empty ones; ``now``: the export time (naive means UTC); ``observed`` (optional): the
-    latest observed demand per scaling target, columns target, demand, min_capacity and
-    capacity_per_instance, one row per target, for ``shaper_actual_utilization_ratio`` (a row
-    whose demand or capacity is missing, not finite or not positive is left out)."""
+    ``utilisation``: target, timestamp, utilization_p50, utilization_p90 and capacity (the
+    instances they are computed at: ``utilisation_forecast``'s minimum capacity);
+    ``plan``: target, timestamp, desired_capacity (``scaling_plan``), which also gives the
+    utilisation at the planned capacity (:func:`shaper_pipelines.lib.capacity.utilisation_at_plan`;
+    none without a ``capacity`` column); ``forecasts``: the ``demand_forecast`` values (a dict per
+    series, or a mapping of partition key to them) with target, metric, model, mase, beats_naive;
+    ``targets``: the scaling targets (objects or dicts with name, kind, resource) that give the
+    resource and kind labels - a target missing there gets empty ones; ``now``: the export time
+    (naive means UTC); ``observed`` (optional): the latest observed demand per scaling target,
+    columns target, demand, min_capacity and capacity_per_instance, one row per target, for
+    ``shaper_actual_utilization_ratio`` (a row whose demand or capacity is missing, not finite or
+    not positive is left out)."""
+    from shaper_pipelines.lib.capacity import utilisation_at_plan
+
     now = _utc(now)
     info = {_get(t, "name"): t for t in targets}
     out: list[Sample] = []
 
     if len(utilisation):
-        frame = utilisation.assign(timestamp=_times(utilisation["timestamp"]))
-        for name, group in frame.groupby("target", sort=True):
-            group = group.sort_values("timestamp", kind="stable").reset_index(drop=True)
-            resource = _get(info.get(name, {}), "resource", "")
-            current = _in_force(group["timestamp"], now)
-            for quantile, column in QUANTILES.items():
-                values = group[column].to_numpy(dtype=float)
-                labels = {"target": name, "resource": resource, "quantile": quantile}
-                if current is not None:
-                    out.append(sample("shaper_predicted_utilization_ratio", values[current], **labels, window="now"))
-                for window, span in WINDOWS.items():
-                    positions = _window_positions(group["timestamp"], now, current, span)
-                    if len(positions):
-                        out.append(sample("shaper_predicted_utilization_ratio", np.nanmax(values[positions]),
-                                          **labels, window=window))
+        if len(plan) and "capacity" in utilisation.columns:
+            out.extend(_utilisation_samples(utilisation_at_plan(utilisation, plan), PLANNED, info, now))
+        out.extend(_utilisation_samples(utilisation, MINIMUM, info, now))
 
     if observed is not None and len(observed):
         out.extend(_actual_samples(observed, info))
@@ -220,7 +276,7 @@ def prediction_samples(*, utilisation: pd.DataFrame, plan: pd.DataFrame, forecas
             target, metric = key.split(":", 1)
         if fc.get("mase") is not None:
             out.append(sample("shaper_forecast_mase", fc["mase"], target=target, metric=metric,
-                              model=fc.get("model", "")))
+                              model_family=model_family(fc.get("model"))))
         if fc.get("beats_naive") is not None:
             out.append(sample("shaper_forecast_beats_naive", 1.0 if fc["beats_naive"] else 0.0,
                               target=target, metric=metric))
@@ -247,7 +303,7 @@ def _actual_samples(observed: pd.DataFrame, info: Mapping[str, Any]) -> list[Sam
         if not (np.isfinite(demand) and np.isfinite(at) and at > 0):
             continue
         out.append(sample("shaper_actual_utilization_ratio", float(demand) / float(at), target=row.target,
-                          resource=_get(info.get(row.target, {}), "resource", "")))
+                          resource=_get(info.get(row.target, {}), "resource", ""), capacity=MINIMUM))
     return out
 
 
@@ -258,77 +314,92 @@ def build_exposition(*, utilisation: pd.DataFrame, plan: pd.DataFrame, forecasts
                                      now=now, observed=observed))
 
 
-def _path_segment(name: str, value: str) -> str:
-    """``/<name>/<value>``, or ``/<name>@base64/<value>`` (the Pushgateway's encoding for values
-    that a path cannot hold: a slash, or nothing at all)."""
-    value = str(value)
-    if "/" in value or value == "":
-        encoded = base64.urlsafe_b64encode(value.encode()).decode() or "="
-        return f"/{name}@base64/{encoded}"
-    return f"/{name}/{urllib.parse.quote(value, safe='')}"
+def _check_group(job: str, grouping: Mapping[str, str] | None) -> None:
+    if not job:
+        raise ValueError("the Pushgateway needs a non-empty job name")
+    for name in grouping or {}:
+        if not _LABEL_NAME.match(name) or name.startswith("__") or name == "job":
+            raise ValueError(f"invalid grouping label {name!r}")
 
 
 def push_url(gateway_url: str, job: str, grouping: Mapping[str, str] | None = None) -> str:
-    """The URL of a group: ``<gateway>/metrics/job/<job>[/<label>/<value>...]``."""
-    if not job:
-        raise ValueError("the Pushgateway needs a non-empty job name")
-    path = _path_segment("job", job)
-    for name, value in (grouping or {}).items():
-        if not _LABEL_NAME.match(name) or name.startswith("__") or name == "job":
-            raise ValueError(f"invalid grouping label {name!r}")
-        path += _path_segment(name, value)
-    return gateway_url.rstrip("/") + "/metrics" + path
+    """The URL of a group, ``<gateway>/metrics/job/<job>[/<label>/<value>...]``, exactly as
+    ``push_to_gateway`` builds it (values a path cannot hold are base64-encoded)."""
+    _check_group(job, grouping)
+    seen: list[str] = []
+
+    def record(url, method, timeout, headers, data):
+        seen.append(url)
+        return lambda: None
+
+    push_to_gateway(gateway_url, job, CollectorRegistry(auto_describe=False), grouping_key=dict(grouping or {}),
+                    handler=record)
+    return seen[0]
 
 
-def push(gateway_url: str, job: str, body: str, timeout: float = 10.0, *, grouping: Mapping[str, str] | None = None,
-         retries: int = 3, backoff_seconds: float = 0.5, sleep: Callable[[float], None] = time.sleep) -> str:
-    """PUT ``body`` to the group of ``job`` (and ``grouping``), replacing every metric the group
-    held. Connection errors, timeouts and 5xx are retried ``retries`` times with exponential
-    backoff; a 4xx is not (the gateway refused this body, and will again). Returns the URL pushed
-    to; raises PushError saying which gateway, what it answered or why it could not be reached."""
+def access_handler(access: HttpAccess) -> Callable:
+    """A ``push_to_gateway`` handler that sends ``access``'s Authorization header and, over
+    HTTPS, verifies the gateway's certificate as ``access`` says (the system's trust store or
+    its CA bundle; never off unless ``insecure_skip_verify``). HTTP errors raise
+    ``urllib.error.HTTPError``."""
+
+    def handler(url, method, timeout, headers, data):
+        def handle():
+            request = urllib.request.Request(url, data=data, method=method)
+            for name, value in [*headers, *access.headers().items()]:
+                request.add_header(name, value)
+            opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=access.ssl_context()))
+            with opener.open(request, timeout=timeout) as response:
+                response.read()
+
+        return handle
+
+    return handler
+
+
+def push(gateway_url: str, job: str, samples: Iterable[Sample] | CollectorRegistry, timeout: float = 10.0, *,
+         grouping: Mapping[str, str] | None = None, retries: int = 3, backoff_seconds: float = 0.5,
+         sleep: Callable[[float], None] = time.sleep, access: HttpAccess | None = None) -> str:
+    """``push_to_gateway`` (a PUT) of ``samples`` (or a registry) to the group of ``job`` (and
+    ``grouping``), replacing every metric the group held, through :func:`access_handler`
+    (``access`` defaults to the ``SHAPER_PUSHGATEWAY_*`` settings). Connection errors, timeouts
+    and 5xx are retried ``retries`` times with exponential backoff; a 4xx is not (the gateway
+    refused this body, and will again). Returns the URL pushed to; raises PushError saying which
+    gateway, what it answered or why it could not be reached."""
     url = push_url(gateway_url, job, grouping)
-    data = body.encode()
+    reg = samples if isinstance(samples, CollectorRegistry) else registry(samples)
+    handler = access_handler(access if access is not None else HttpAccess.from_settings("pushgateway"))
     cause = ""
     for attempt in range(retries + 1):
-        request = urllib.request.Request(url, data=data, method="PUT", headers={"Content-Type": CONTENT_TYPE})
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                response.read()
-                return url
+            push_to_gateway(gateway_url, job, reg, timeout=timeout, grouping_key=dict(grouping or {}),
+                            handler=handler)
+            return url
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace").strip()[:500]
             if exc.code < 500:
                 raise PushError(f"Pushgateway at {gateway_url} refused the push to {url}: HTTP {exc.code} "
                                 f"{exc.reason}: {detail}") from None
             cause = f"HTTP {exc.code} {exc.reason}: {detail}"
-        except (urllib.error.URLError, OSError) as exc:  # refused, unresolvable, reset, timed out
+        except (urllib.error.URLError, OSError) as exc:  # refused, unresolvable, reset, timed out, TLS
             reason = getattr(exc, "reason", exc)
             cause = f"{type(reason).__name__}: {reason}"
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                raise PushError(f"Pushgateway at {gateway_url}: TLS failed ({cause}); nothing was pushed "
+                                "(set SHAPER_PUSHGATEWAY_CA_BUNDLE to the CA that signs its certificate)") from None
         if attempt < retries:
             sleep(backoff_seconds * 2**attempt)
     raise PushError(f"Pushgateway at {gateway_url} could not be reached or failed after {retries + 1} tries "
                     f"({cause}); nothing was pushed")
 
 
-def write_textfile(path, body: str) -> None:
-    """Write ``body`` to ``path`` atomically, the node_exporter textfile collector's way: into a
-    temporary file beside it (whose name does not end in .prom, so the collector never reads it
-    half-written), flushed, then renamed over ``path``. Readable by everyone, as the collector
-    usually runs as another user."""
-    import os
-    from pathlib import Path
-
+def write_textfile(path, samples: Iterable[Sample] | CollectorRegistry) -> None:
+    """``write_to_textfile``: the exposition of ``samples`` (or a registry) written to a temporary
+    file beside ``path`` (whose name does not end in .prom, so node_exporter's textfile collector
+    never reads it half-written), then renamed over ``path``. Readable by everyone, as the
+    collector usually runs as another user."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)  # whatever the umask left
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    reg = samples if isinstance(samples, CollectorRegistry) else registry(samples)
+    write_to_textfile(str(path), reg)
+    os.chmod(path, 0o644)  # whatever the umask left

@@ -4,12 +4,19 @@ A day is asked for as ``[day, next day - step]`` so that adjacent chunks never r
 boundary sample twice. Transient failures (connection refused, timeouts, 5xx, 429) are retried
 with exponential backoff; when the retries run out the error names the server, the day and the
 cause, and nothing has been written, because callers store only complete fetches.
+
+TLS is verified by default (the system's trust store, or a CA bundle); a bearer token or basic
+auth authenticate. :class:`HttpAccess` holds those options, from the one settings layer
+(``SHAPER_PROMETHEUS_*``; the Pushgateway push uses the same class with ``SHAPER_PUSHGATEWAY_*``).
 """
 
 from __future__ import annotations
 
+import base64
+import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -25,11 +32,87 @@ class PrometheusQueryError(ValueError):
 
 
 @dataclass(frozen=True)
+class HttpAccess:
+    """How to reach an HTTP(S) endpoint: TLS verification and authentication, the options of
+    Prometheus's own ``http_config``. ``ca_bundle`` empty means the system's trust store;
+    ``insecure_skip_verify`` turns verification off (never the default). Either ``bearer_token``
+    or ``username``/``password``, not both. Secrets are left out of the repr."""
+
+    ca_bundle: str = ""
+    insecure_skip_verify: bool = False
+    bearer_token: str = field(default="", repr=False)
+    username: str = ""
+    password: str = field(default="", repr=False)
+
+    def __post_init__(self):
+        if self.bearer_token and (self.username or self.password):
+            raise ValueError("a bearer token or basic auth, not both")
+        if self.ca_bundle and not Path(self.ca_bundle).is_file():
+            raise ValueError(f"CA bundle {self.ca_bundle} is not a readable file")
+
+    @classmethod
+    def from_settings(cls, service: str = "prometheus") -> "HttpAccess":
+        """The ``SHAPER_PROMETHEUS_*`` (or, with ``service="pushgateway"``, ``SHAPER_PUSHGATEWAY_*``)
+        options: CA_BUNDLE, INSECURE_SKIP_VERIFY, BEARER_TOKEN, USERNAME and PASSWORD."""
+        from shaper_pipelines.settings import get_settings
+
+        if service not in ("prometheus", "pushgateway"):
+            raise ValueError(f"unknown service {service!r}")
+        s = get_settings()
+        ca = getattr(s, f"{service}_ca_bundle")
+        return cls(ca_bundle=str(ca) if ca else "",
+                   insecure_skip_verify=getattr(s, f"{service}_insecure_skip_verify"),
+                   bearer_token=getattr(s, f"{service}_bearer_token").get_secret_value(),
+                   username=getattr(s, f"{service}_username"),
+                   password=getattr(s, f"{service}_password").get_secret_value())
+
+    def headers(self) -> dict[str, str]:
+        """The Authorization header, if any."""
+        if self.bearer_token:
+            return {"Authorization": f"Bearer {self.bearer_token}"}
+        if self.username:
+            token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+            return {"Authorization": f"Basic {token}"}
+        return {}
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client context that verifies the certificate and the host name (against the CA
+        bundle when given), unless ``insecure_skip_verify``."""
+        context = ssl.create_default_context(cafile=self.ca_bundle or None)
+        if self.insecure_skip_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def verify(self) -> bool | str:
+        """``requests``' ``verify``: the CA bundle's path, True (the trust store), or False."""
+        if self.insecure_skip_verify:
+            return False
+        return self.ca_bundle or True
+
+
+@dataclass(frozen=True)
 class PrometheusSettings:
+    """Where Prometheus is and how to reach it; ``access`` defaults to the ``SHAPER_PROMETHEUS_*``
+    settings, read when this is made."""
+
     url: str
     timeout_seconds: float = 30.0
     retries: int = 3
     backoff_seconds: float = 1.0
+    access: HttpAccess = field(default_factory=HttpAccess.from_settings)
+
+
+def _client(settings: PrometheusSettings, retry):
+    """A PrometheusConnect whose session verifies TLS as ``settings.access`` says and sends its
+    Authorization header."""
+    import requests
+    from prometheus_api_client import PrometheusConnect
+
+    session = requests.Session()
+    session.verify = settings.access.verify()
+    session.headers.update(settings.access.headers())
+    return PrometheusConnect(url=settings.url, session=session, timeout=settings.timeout_seconds, retry=retry)
 
 
 def day_chunks(start: pd.Timestamp, end: pd.Timestamp, step: pd.Timedelta) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
@@ -49,14 +132,12 @@ def fetch_range(settings: PrometheusSettings, query: str, start: pd.Timestamp, e
     """Samples of ``query`` in ``[start, end)`` at ``step``; several result series are summed.
     Raises PrometheusUnavailable or PrometheusQueryError; returns an empty Series for no data."""
     import requests
-    from prometheus_api_client import PrometheusConnect
     from prometheus_api_client.exceptions import PrometheusApiClientException
 
     from urllib3.util.retry import Retry
 
     # The client's own session would retry with its own backoff; retries are decided here.
-    client = PrometheusConnect(url=settings.url, disable_ssl=True, timeout=settings.timeout_seconds,
-                               retry=Retry(total=0, raise_on_status=False))
+    client = _client(settings, Retry(total=0, raise_on_status=False))
     parts: list[pd.Series] = []
     chunks = day_chunks(start, end, step)
     for i, (first, last) in enumerate(chunks):
@@ -102,11 +183,9 @@ def _to_series(result: list[dict]) -> pd.Series:
 
 def instant_value(settings: PrometheusSettings, query: str) -> float | None:
     """The value of a scalar-ish instant query (the first series), or None when it has none."""
-    from prometheus_api_client import PrometheusConnect
     from urllib3.util.retry import Retry
 
-    client = PrometheusConnect(url=settings.url, disable_ssl=True, timeout=settings.timeout_seconds,
-                               retry=Retry(total=settings.retries, backoff_factor=settings.backoff_seconds))
+    client = _client(settings, Retry(total=settings.retries, backoff_factor=settings.backoff_seconds))
     result = client.custom_query(query)
     if not result:
         return None

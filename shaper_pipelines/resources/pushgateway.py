@@ -20,7 +20,9 @@ class PushgatewayResource(dg.ConfigurableResource):
     """``url`` empty means the embedded default: the exposition is written atomically to
     ``textfile_path`` (default ``$SHAPER_HOME/export/shaper.prom``), where node_exporter's textfile
     collector or a file-serving scrape can pick it up. Set SHAPER_PUSHGATEWAY_URL (read in
-    defs/resources.py) to push to a Pushgateway instead; each push replaces the job's group."""
+    defs/resources.py) to push to a Pushgateway instead; each push replaces the job's group. TLS
+    and authentication come from the SHAPER_PUSHGATEWAY_* settings, read when it publishes (so
+    secrets never sit in the resource's config the UI shows)."""
 
     url: str = ""
     job: str = "shaper"
@@ -42,13 +44,18 @@ class PushgatewayResource(dg.ConfigurableResource):
 
         return Path(self.textfile_path) if self.textfile_path else shaper_home() / "export" / "shaper.prom"
 
-    def publish(self, body: str) -> Published:
+    def publish(self, metrics) -> Published:
+        """Push ``metrics`` (a prometheus_client registry, or lib.export samples) with
+        ``push_to_gateway``, verifying TLS and authenticating as the ``SHAPER_PUSHGATEWAY_*``
+        settings say (CA_BUNDLE, INSECURE_SKIP_VERIFY, BEARER_TOKEN or USERNAME/PASSWORD); or,
+        without a URL, write them with ``write_to_textfile``."""
         from shaper_pipelines.lib.export import push, write_textfile
+        from shaper_pipelines.lib.prometheus import HttpAccess
 
         if self.url:
-            where = push(self.url, self.job, body, self.timeout_seconds, retries=self.retries,
-                         backoff_seconds=self.backoff_seconds)
+            where = push(self.url, self.job, metrics, self.timeout_seconds, retries=self.retries,
+                         backoff_seconds=self.backoff_seconds, access=HttpAccess.from_settings("pushgateway"))
             return Published("pushgateway", where)
         path = self.textfile()
-        write_textfile(path, body)
+        write_textfile(path, metrics)
         return Published("textfile", str(path))

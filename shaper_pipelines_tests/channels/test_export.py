@@ -1,7 +1,8 @@
-"""The Prometheus export: the exposition built from hand-made frames (windows, quantiles, escaping),
-pushes to a real Pushgateway that a real Prometheus scrapes (the values come back through its HTTP
-API, a second push replaces the group), and the ``prometheus_export`` asset both ways: pushed, and
-written as a textfile under SHAPER_HOME."""
+"""The Prometheus export: the exposition built from hand-made frames (windows, percentiles, the
+planned and the minimum capacity, escaping) through prometheus_client, pushes to a real
+Pushgateway that a real Prometheus scrapes (the values come back through its HTTP API, a second
+push replaces the group), and the ``prometheus_export`` asset both ways: pushed, and written as a
+textfile under SHAPER_HOME, which ``promtool check metrics`` passes."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from shaper_pipelines.lib.export import (PushError, build_exposition, escape_label_value, prediction_samples, push,
-                                         push_url, render, sample)
+from shaper_pipelines.lib.export import (PushError, build_exposition, escape_label_value, model_family,
+                                         prediction_samples, push, push_url, render, sample)
+from shaper_pipelines.lib.prometheus import HttpAccess
 from shaper_pipelines_tests.services.postgres import free_port
 
 NOW = pd.Timestamp("2025-03-03 12:02", tz="UTC")
@@ -70,29 +72,78 @@ def _key(name: str, **labels) -> tuple:
     return name, tuple(sorted(labels.items()))
 
 
-def test_windows_and_quantiles_from_a_hand_made_forecast_and_plan():
+def test_windows_and_percentiles_from_a_hand_made_forecast_and_plan():
     start = NOW.floor("5min")
     got = _values(prediction_samples(utilisation=_utilisation(start), plan=_plan(start), forecasts=FORECASTS,
                                      targets=TARGETS, now=NOW))
     u = {"target": "checkout-api-asg", "resource": "checkout-api-asg"}
+    minimum, planned = {**u, "capacity": "minimum"}, {**u, "capacity": "planned"}
     c = {"target": "checkout-api-asg", "group": "checkout-api-asg", "kind": "asg"}
     expected = {
-        _key("shaper_predicted_utilization_ratio", **u, quantile="0.5", window="now"): 0.45,
-        _key("shaper_predicted_utilization_ratio", **u, quantile="0.9", window="now"): 0.65,
-        _key("shaper_predicted_utilization_ratio", **u, quantile="0.5", window="next_1h"): 0.7,
-        _key("shaper_predicted_utilization_ratio", **u, quantile="0.9", window="next_1h"): 0.95,
-        _key("shaper_predicted_utilization_ratio", **u, quantile="0.5", window="next_24h"): 0.9,
-        _key("shaper_predicted_utilization_ratio", **u, quantile="0.9", window="next_24h"): 1.3,
+        # At the minimum of 2 instances, as utilisation_forecast holds it.
+        _key("shaper_predicted_utilization_ratio", **minimum, percentile="p50", window="now"): 0.45,
+        _key("shaper_predicted_utilization_ratio", **minimum, percentile="p90", window="now"): 0.65,
+        _key("shaper_predicted_utilization_ratio", **minimum, percentile="p50", window="next_1h"): 0.7,
+        _key("shaper_predicted_utilization_ratio", **minimum, percentile="p90", window="next_1h"): 0.95,
+        _key("shaper_predicted_utilization_ratio", **minimum, percentile="p50", window="next_24h"): 0.9,
+        _key("shaper_predicted_utilization_ratio", **minimum, percentile="p90", window="next_24h"): 1.3,
+        # At the plan's floor: 2 now, 5 from 12:30 (so the 12:55 peak is 0.95 x 2/5 = 0.38 and the
+        # +20 h one 1.3 x 2/5 = 0.52), 8 at +23 h: the step in force now stays the highest.
+        _key("shaper_predicted_utilization_ratio", **planned, percentile="p50", window="now"): 0.45,
+        _key("shaper_predicted_utilization_ratio", **planned, percentile="p90", window="now"): 0.65,
+        _key("shaper_predicted_utilization_ratio", **planned, percentile="p50", window="next_1h"): 0.45,
+        _key("shaper_predicted_utilization_ratio", **planned, percentile="p90", window="next_1h"): 0.65,
+        _key("shaper_predicted_utilization_ratio", **planned, percentile="p50", window="next_24h"): 0.45,
+        _key("shaper_predicted_utilization_ratio", **planned, percentile="p90", window="next_24h"): 0.65,
         _key("shaper_planned_capacity", **c): 2.0,
         _key("shaper_planned_capacity_max", **c, window="next_24h"): 8.0,
-        _key("shaper_forecast_mase", target="checkout-api", metric="requests",
-             model="ensemble(daily_profile+prophet)"): 0.62,
-        _key("shaper_forecast_mase", target="search-api", metric="requests", model="seasonal_naive_day"): 1.35,
+        # The family of the model, never its free-text blend.
+        _key("shaper_forecast_mase", target="checkout-api", metric="requests", model_family="ensemble"): 0.62,
+        _key("shaper_forecast_mase", target="search-api", metric="requests", model_family="seasonal_naive"): 1.35,
         _key("shaper_forecast_beats_naive", target="checkout-api", metric="requests"): 1.0,
         _key("shaper_forecast_beats_naive", target="search-api", metric="requests"): 0.0,
         _key("shaper_export_timestamp_seconds"): NOW.timestamp(),
     }
-    assert got == expected
+    assert got == pytest.approx(expected)
+
+
+def test_utilisation_at_the_plan_follows_the_floor_in_force_at_each_step():
+    """A plan that raises the floor ahead of a peak: at the minimum the peak is 4.5 times full, at
+    the plan's floor it is what the plan meant it to be; past the plan, nothing is claimed."""
+    start = NOW.floor("5min")
+    ts = pd.date_range(start, periods=12, freq="5min")
+    p90 = [0.5] * 4 + [4.5] * 4 + [0.5] * 4  # at 1 instance
+    utilisation = pd.DataFrame({"target": "checkout-api-asg", "timestamp": ts, "utilization_p50": [v * 0.8 for v in p90],
+                                "utilization_p90": p90, "capacity": 1})
+    plan = pd.DataFrame({"target": "checkout-api-asg", "timestamp": ts[:10], "desired_capacity": [1] * 3 + [6] * 5 + [1] * 2})
+    from shaper_pipelines.lib.capacity import utilisation_at_plan
+
+    at_plan = utilisation_at_plan(utilisation, plan)
+    assert at_plan["capacity"].tolist() == [1, 1, 1, 6, 6, 6, 6, 6, 1, 1, 1]  # the last floor holds one more step
+    assert at_plan["utilization_p90"].tolist() == pytest.approx([0.5, 0.5, 0.5, 0.5 / 6] + [0.75] * 4 + [0.5] * 3)
+    got = {(d["capacity"], d["window"]): s.value for s in prediction_samples(
+        utilisation=utilisation, plan=plan, forecasts={}, now=start)
+        if s.name == "shaper_predicted_utilization_ratio" and (d := dict(s.labels))["percentile"] == "p90"}
+    assert got == pytest.approx({("minimum", "now"): 0.5, ("minimum", "next_1h"): 4.5, ("minimum", "next_24h"): 4.5,
+                                 ("planned", "now"): 0.5, ("planned", "next_1h"): 0.75, ("planned", "next_24h"): 0.75})
+    # Without a plan there is no planned basis, and no other target's plan stands in for it.
+    names = {dict(s.labels)["capacity"] for s in prediction_samples(
+        utilisation=utilisation, plan=plan.assign(target="other"), forecasts={}, now=start)
+        if s.name == "shaper_predicted_utilization_ratio"}
+    assert names == {"minimum"}
+
+
+def test_model_labels_are_a_fixed_set_of_families():
+    assert model_family("prophet") == "prophet"
+    assert model_family("0.62*daily_profile + 0.38*prophet") == model_family("0.5*prophet + 0.5*recent_level") == \
+        "ensemble"
+    assert model_family("seasonal_naive_day (fallback)") == model_family("seasonal_naive_week") == "seasonal_naive"
+    assert model_family("leveled_profile") == model_family("business_profile") == "profile"
+    assert model_family("something new") == model_family(None) == "other"
+    from shaper_pipelines.lib.forecast import CANDIDATES
+
+    families = {model_family(m) for m in CANDIDATES}
+    assert "other" not in families and len(families | {"ensemble", "other"}) <= 6
 
 
 def test_the_step_in_force_follows_now_and_a_spent_forecast_exports_nothing_but_the_time():
@@ -102,7 +153,8 @@ def test_the_step_in_force_follows_now_and_a_spent_forecast_exports_nothing_but_
     def now_p90(at):
         return {dict(s.labels)["window"]: s.value for s in prediction_samples(
             utilisation=frame, plan=frame.iloc[:0], forecasts={}, now=at)
-            if s.name == "shaper_predicted_utilization_ratio" and dict(s.labels)["quantile"] == "0.9"}
+            if s.name == "shaper_predicted_utilization_ratio" and dict(s.labels)["percentile"] == "p90"
+            and dict(s.labels)["capacity"] == "minimum"}
 
     assert now_p90(start + pd.Timedelta(minutes=54, seconds=59))["now"] == 0.6  # 12:50's step, not 12:55's
     assert now_p90(start + pd.Timedelta(minutes=55))["now"] == 0.95
@@ -129,9 +181,9 @@ def test_unknown_targets_get_empty_labels_and_partition_keys_fill_in_the_series(
                                  now=NOW)
     by_name = {s.name: dict(s.labels) for s in samples}
     assert by_name["shaper_planned_capacity"] == {"target": "not-configured", "group": "not-configured", "kind": ""}
-    assert by_name["shaper_forecast_mase"] == {"target": "api", "metric": "cpu", "model": "m"}
+    assert by_name["shaper_forecast_mase"] == {"target": "api", "metric": "cpu", "model_family": "other"}
     assert "shaper_forecast_beats_naive" not in by_name
-    assert 'shaper_forecast_mase{target="api",metric="cpu",model="m"} NaN' in render(samples).splitlines()
+    assert 'shaper_forecast_mase{metric="cpu",model_family="other",target="api"} NaN' in render(samples).splitlines()
 
 
 def test_label_values_and_help_are_escaped_and_families_are_grouped():
@@ -139,9 +191,11 @@ def test_label_values_and_help_are_escaped_and_families_are_grouped():
     text = render([sample("x_total", 1, a=AWKWARD), sample("y", float("inf")), sample("x_total", -0.5, a="plain"),
                    sample("y", float("-inf"), b="1")])
     assert text.splitlines() == [
+        "# HELP x_total x total",
         "# TYPE x_total gauge",
         'x_total{a="a \\"quoted\\" back\\\\slash\\nnew line, {braces}=, and ünïcode"} 1.0',
         'x_total{a="plain"} -0.5',
+        "# HELP y y",
         "# TYPE y gauge",
         "y +Inf",
         'y{b="1"} -Inf',
@@ -160,8 +214,8 @@ def test_label_values_and_help_are_escaped_and_families_are_grouped():
 
 def test_push_urls_encode_what_a_path_cannot_hold():
     assert push_url("http://gw:9091/", "shaper") == "http://gw:9091/metrics/job/shaper"
-    assert push_url("http://gw:9091", "a/b", {"env": "", "zone": "eu west"}) == \
-        "http://gw:9091/metrics/job@base64/YS9i/env@base64/=/zone/eu%20west"
+    assert push_url("http://gw:9091", "a/b", {"zone": "eu west", "env": ""}) == \
+        "http://gw:9091/metrics/job@base64/YS9i/env@base64/=/zone@base64/ZXUgd2VzdA=="
     with pytest.raises(ValueError):
         push_url("http://gw:9091", "")
     with pytest.raises(ValueError):
@@ -196,21 +250,26 @@ def scripted():
     server.server_close()
 
 
+M1 = [sample("m", 1)]
+
+
 def test_push_retries_5xx_with_backoff_and_gives_up_at_once_on_4xx(scripted):
     server, url = scripted
     slept = []
     server.script = [503, 502, 200]
-    assert push(url, "shaper", "m 1\n", retries=3, backoff_seconds=0.5, sleep=slept.append) == f"{url}/metrics/job/shaper"
+    assert push(url, "shaper", M1, retries=3, backoff_seconds=0.5, sleep=slept.append, access=HttpAccess()) == \
+        f"{url}/metrics/job/shaper"
     assert slept == [0.5, 1.0]
-    assert server.seen[-1] == ("/metrics/job/shaper", "text/plain; version=0.0.4; charset=utf-8", "m 1\n")
+    assert server.seen[-1] == ("/metrics/job/shaper", "text/plain; version=0.0.4; charset=utf-8",
+                               "# HELP m m\n# TYPE m gauge\nm 1.0\n")
     server.seen.clear(), slept.clear()
     server.script = [400]
     with pytest.raises(PushError, match=r"refused the push .* HTTP 400 .*nope: bad metric"):
-        push(url, "shaper", "m 1\n", retries=3, sleep=slept.append)
+        push(url, "shaper", M1, retries=3, sleep=slept.append, access=HttpAccess())
     assert len(server.seen) == 1 and slept == []
     server.script = [500, 500, 500]
     with pytest.raises(PushError, match=r"after 3 tries \(HTTP 500 .*busy\)"):
-        push(url, "shaper", "m 1\n", retries=2, backoff_seconds=0.1, sleep=slept.append)
+        push(url, "shaper", M1, retries=2, backoff_seconds=0.1, sleep=slept.append, access=HttpAccess())
     assert slept == [0.1, 0.2]
 
 
@@ -218,7 +277,7 @@ def test_an_unreachable_gateway_is_a_clear_error_after_the_retries():
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     slept = []
     with pytest.raises(PushError) as caught:
-        push(url, "shaper", "m 1\n", timeout=2, retries=2, backoff_seconds=0.25, sleep=slept.append)
+        push(url, "shaper", M1, timeout=2, retries=2, backoff_seconds=0.25, sleep=slept.append)
     message = str(caught.value)
     assert url in message and "after 3 tries" in message and "refused" in message.lower()
     assert "nothing was pushed" in message and slept == [0.25, 0.5]
@@ -264,14 +323,13 @@ def test_pushed_predictions_come_back_through_prometheus(stack):
     gateway, prometheus = stack
     start = NOW.floor("5min")
     now = NOW.timestamp()
-    body = build_exposition(utilisation=_utilisation(start), plan=_plan(start), forecasts=FORECASTS, targets=TARGETS,
-                            now=NOW)
-    body += render([sample("shaper_test_escape", 3.5, target=AWKWARD)])
-    push(gateway.url, "shaper", body, timeout=5)
+    samples = prediction_samples(utilisation=_utilisation(start), plan=_plan(start), forecasts=FORECASTS,
+                                 targets=TARGETS, now=NOW)
+    push(gateway.url, "shaper", [*samples, sample("shaper_test_escape", 3.5, target=AWKWARD)], timeout=5)
     stamp = _wait_for(prometheus, 'shaper_export_timestamp_seconds{job="shaper"}',
                       lambda r: r and float(r[0]["value"][1]) == now)
     assert stamp[0]["metric"]["job"] == "shaper"  # honor_labels: the push's job, not the scrape job's
-    p90 = prometheus.query('shaper_predicted_utilization_ratio{job="shaper",quantile="0.9"}')
+    p90 = prometheus.query('shaper_predicted_utilization_ratio{job="shaper",percentile="p90",capacity="minimum"}')
     assert _by_labels(p90, "target", "resource", "window") == {
         ("checkout-api-asg", "checkout-api-asg", "now"): 0.65,
         ("checkout-api-asg", "checkout-api-asg", "next_1h"): 0.95,
@@ -280,8 +338,10 @@ def test_pushed_predictions_come_back_through_prometheus(stack):
         {("checkout-api-asg", "asg"): 2.0}
     assert _by_labels(prometheus.query('shaper_planned_capacity_max{job="shaper"}'), "group", "window") == \
         {("checkout-api-asg", "next_24h"): 8.0}
-    assert _by_labels(prometheus.query('shaper_forecast_mase{job="shaper"} > 1'), "target", "model") == \
-        {("search-api", "seasonal_naive_day"): 1.35}
+    assert _by_labels(prometheus.query('shaper_forecast_mase{job="shaper"} > 1'), "target", "model_family") == \
+        {("search-api", "seasonal_naive"): 1.35}
+    planned = prometheus.query('shaper_predicted_utilization_ratio{job="shaper",percentile="p90",capacity="planned"}')
+    assert _by_labels(planned, "window") == pytest.approx({("now",): 0.65, ("next_1h",): 0.65, ("next_24h",): 0.65})
     assert _by_labels(prometheus.query('shaper_forecast_beats_naive{job="shaper"}'), "target") == \
         {("checkout-api",): 1.0, ("search-api",): 0.0}
     escaped = prometheus.query('shaper_test_escape{job="shaper"}')
@@ -290,13 +350,13 @@ def test_pushed_predictions_come_back_through_prometheus(stack):
 
 def test_a_second_push_replaces_the_group(stack):
     gateway, prometheus = stack
-    first = render([sample("shaper_planned_capacity", 4, target="a", group="a", kind="asg"),
-                    sample("shaper_planned_capacity", 6, target="b", group="b", kind="ecs"),
-                    sample("shaper_export_timestamp_seconds", 1000)])
+    first = [sample("shaper_planned_capacity", 4, target="a", group="a", kind="asg"),
+             sample("shaper_planned_capacity", 6, target="b", group="b", kind="ecs"),
+             sample("shaper_export_timestamp_seconds", 1000)]
     push(gateway.url, "shaper-replace", first, timeout=5)
     _wait_for(prometheus, 'shaper_planned_capacity{job="shaper-replace"}', lambda r: len(r) == 2)
-    second = render([sample("shaper_planned_capacity", 9, target="a", group="a", kind="asg"),
-                     sample("shaper_export_timestamp_seconds", 2000)])
+    second = [sample("shaper_planned_capacity", 9, target="a", group="a", kind="asg"),
+              sample("shaper_export_timestamp_seconds", 2000)]
     push(gateway.url, "shaper-replace", second, timeout=5)
     # At once on the gateway: b is gone (a PUT replaces, a POST would have kept it).
     scraped = [line for line in gateway.metrics().splitlines() if 'job="shaper-replace"' in line]
@@ -312,9 +372,20 @@ def test_a_second_push_replaces_the_group(stack):
 
 
 def test_the_gateway_refuses_a_bad_push_with_its_reason(stack):
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import GaugeMetricFamily
+
+    class Stamped:  # a sample timestamp, which shaper never exports
+        def collect(self):
+            family = GaugeMetricFamily("shaper_export_timestamp_seconds", "stamped")
+            family.add_metric([], 1, timestamp=1700000000)
+            yield family
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Stamped())
     gateway, _ = stack
     with pytest.raises(PushError, match="HTTP 400.*must not have timestamps"):
-        push(gateway.url, "shaper-bad", "shaper_export_timestamp_seconds 1 1700000000000\n", timeout=5)
+        push(gateway.url, "shaper-bad", registry, timeout=5)
 
 
 # --- the asset ------------------------------------------------------------------------------------
@@ -358,13 +429,14 @@ def test_the_asset_pushes_to_the_gateway_named_by_the_environment(stack, monkeyp
     meta = result.asset_materializations_for_node("prometheus_export")[0].metadata
     assert meta["destination"].value == "pushgateway"
     assert meta["where"].value == f"{gateway.url}/metrics/job/shaper"
-    assert meta["series"].value == 13  # 6 utilisation, 2 capacity, 2 MASE, 2 beats-naive, 1 timestamp
+    assert meta["series"].value == 19  # 12 utilisation (6 planned, 6 minimum), 2 capacity, 2 MASE, 2 beats-naive, 1 time
     assert "shaper_planned_capacity{" in meta["sample"].value
     assert not (tmp_path / "home" / "export").exists()  # pushed, not written
     stamp = _wait_for(prometheus, 'shaper_export_timestamp_seconds{job="shaper"}',
                       lambda r: r and float(r[0]["value"][1]) >= before)
     assert float(stamp[0]["value"][1]) <= time.time()
-    now_p90 = prometheus.query('shaper_predicted_utilization_ratio{job="shaper",quantile="0.9",window="now"}')
+    now_p90 = prometheus.query('shaper_predicted_utilization_ratio{job="shaper",percentile="p90",window="now",'
+                               'capacity="planned"}')
     assert _by_labels(now_p90, "target") == {("checkout-api-asg",): 0.65}
 
 
@@ -381,8 +453,11 @@ def test_the_asset_without_a_gateway_writes_the_textfile_atomically(monkeypatch,
     assert meta["destination"].value == "textfile" and meta["where"].value == str(path)
     assert "SHAPER_PUSHGATEWAY_URL is not set" in meta["note"].value
     text = path.read_text()
-    assert meta["series"].value == sum(1 for line in text.splitlines() if not line.startswith("#")) == 13
-    assert 'shaper_planned_capacity{target="checkout-api-asg",group="checkout-api-asg",kind="asg"} 2.0' in text
+    assert meta["series"].value == sum(1 for line in text.splitlines() if not line.startswith("#")) == 19
+    assert 'shaper_planned_capacity{group="checkout-api-asg",kind="asg",target="checkout-api-asg"} 2.0' in text
+    # The real export passes Prometheus's own linter: exit 0, not a word said.
+    checked = _promtool_check(path.read_bytes())
+    assert (checked.returncode, checked.stdout + checked.stderr) == (0, b"")
     assert oct(path.stat().st_mode & 0o777) == "0o644"
     assert [p.name for p in path.parent.iterdir()] == ["shaper.prom"]  # no temporary file left behind
     # A second export replaces the file whole.
@@ -403,18 +478,32 @@ def test_the_asset_fails_clearly_when_the_gateway_is_unreachable(monkeypatch, tm
     assert f"Pushgateway at {url} could not be reached" in failure.event_specific_data.error.message
 
 
-def test_the_exposition_is_parsed_by_promtool():
-    """The file node_exporter would read is valid exposition, as Prometheus's own linter says."""
+def _promtool_check(body: bytes):
+    import shutil
     import subprocess
 
-    body = build_exposition(utilisation=_utilisation(NOW.floor("5min")), plan=_plan(NOW.floor("5min")),
-                            forecasts=FORECASTS, targets=TARGETS, now=NOW)
-    checked = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, text=True, timeout=30)
-    # Exit 1 is a parse error, 3 lint findings. The one finding is deliberate: the utilisation
-    # gauge carries a quantile label, which the linter reserves for summaries by convention.
-    findings = set((checked.stdout + checked.stderr).splitlines())
-    assert checked.returncode == 3 and findings == {
-        'shaper_predicted_utilization_ratio non-summary metrics should not have "quantile" label'}, findings
-    broken = subprocess.run(["promtool", "check", "metrics"], input='x{a="1} 1\n', capture_output=True, text=True,
-                            timeout=30)
-    assert broken.returncode == 1 and "parsing error" in broken.stdout + broken.stderr
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not found: install Debian's prometheus package (scripts/install test)"
+    return subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=30)
+
+
+def test_the_exposition_passes_promtool_check_metrics():
+    """The exposition is valid and lint-free, as Prometheus's own linter says (exit 0, nothing
+    said), with every family, both capacity bases and every escaped character in it; and the
+    linter does fail what it should: a parse error (1) and a lint finding (3), such as the
+    quantile label on a gauge the export once had."""
+    samples = prediction_samples(utilisation=_utilisation(NOW.floor("5min")), plan=_plan(NOW.floor("5min")),
+                                 forecasts=FORECASTS, targets=TARGETS, now=NOW,
+                                 observed=pd.DataFrame({"target": ["checkout-api-asg"], "demand": [31.0],
+                                                        "min_capacity": [2], "capacity_per_instance": [25.0]}))
+    body = render([*samples, sample("shaper_test_escape", 1, target=AWKWARD)])
+    assert {s.name for s in samples} == {
+        "shaper_predicted_utilization_ratio", "shaper_actual_utilization_ratio", "shaper_planned_capacity",
+        "shaper_planned_capacity_max", "shaper_forecast_mase", "shaper_forecast_beats_naive",
+        "shaper_export_timestamp_seconds"}
+    checked = _promtool_check(body.encode())
+    assert (checked.returncode, (checked.stdout + checked.stderr).decode()) == (0, "")
+    broken = _promtool_check(b'x{a="1} 1\n')
+    assert broken.returncode == 1 and b"parsing error" in broken.stdout + broken.stderr
+    linted = _promtool_check(b'# HELP g g\n# TYPE g gauge\ng{quantile="0.9"} 1\n')
+    assert linted.returncode == 3 and b'should not have "quantile" label' in linted.stdout + linted.stderr

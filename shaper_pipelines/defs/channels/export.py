@@ -52,22 +52,25 @@ def latest_observed(database: DatabaseResource, targets, capacity_model: pd.Data
 def prometheus_export(context: dg.AssetExecutionContext, pushgateway: PushgatewayResource,
                       database: DatabaseResource, utilisation_forecast: pd.DataFrame, scaling_plan: pd.DataFrame,
                       demand_forecast: dict, capacity_model: pd.DataFrame) -> dg.MaterializeResult:
-    """Predicted utilisation (p50, p90: now, and the peak over the next hour and day), the actual
-    utilisation (the latest stored value of each target's history series, on the same basis), the
-    planned capacity (now, and the peak over the next day) and each forecast's accuracy against
-    seasonal naive, in Prometheus's text format, for dashboards (deploy/grafana) and alert rules
-    (profiles_data/alerts/shaper.rules.yml). Pushed to SHAPER_PUSHGATEWAY_URL, replacing the
-    previous push; without one, written atomically to $SHAPER_HOME/export/shaper.prom for
-    node_exporter's textfile collector."""
+    """Predicted utilisation (p50, p90: now, and the peak over the next hour and day) both at the
+    capacity the scaling plan will have serving (capacity="planned": utilisation_forecast rescaled to
+    scaling_plan's floor at each step, what the alerts watch) and at the configured minimum
+    (capacity="minimum"), the actual utilisation (the latest stored value of each target's history
+    series, on the minimum basis), the planned capacity (now, and the peak over the next day) and
+    each forecast's accuracy against seasonal naive (by model family), through prometheus_client,
+    for dashboards (deploy/grafana) and alert rules (profiles_data/alerts/shaper.rules.yml). Pushed
+    to SHAPER_PUSHGATEWAY_URL, replacing the previous push; without one, written atomically to
+    $SHAPER_HOME/export/shaper.prom for node_exporter's textfile collector."""
     from shaper_pipelines.config import load_scaling
-    from shaper_pipelines.lib.export import PushError, prediction_samples, render
+    from shaper_pipelines.lib.export import PushError, prediction_samples, registry, render
 
     now = clock.now()
     targets = load_scaling().targets
     observed = latest_observed(database, targets, capacity_model)
     samples = prediction_samples(utilisation=utilisation_forecast, plan=scaling_plan, forecasts=demand_forecast,
                                  targets=targets, now=now, observed=observed)
-    body = render(samples)
+    exported = registry(samples)
+    body = render(exported)
     actual = {dict(s.labels)["target"]: s.value for s in samples if s.name == "shaper_actual_utilization_ratio"}
     seen = dict(zip(observed["target"], observed["timestamp"]))
     for t in targets:
@@ -86,14 +89,21 @@ def prometheus_export(context: dg.AssetExecutionContext, pushgateway: Pushgatewa
          *[f"| {r.target} | {r.series} | {r.timestamp:%Y-%m-%d %H:%M} | {r.demand:.4g} | "
            f"{format(actual[r.target], '.3f') if r.target in actual else '-'} |"
            for r in observed.itertuples(index=False)]])
-    current = {dict(s.labels)["target"] for s in samples
-               if s.name == "shaper_predicted_utilization_ratio" and dict(s.labels)["window"] == "now"}
+    predicted = {(d["target"], d["capacity"], d["window"]): s.value for s in samples
+                 if s.name == "shaper_predicted_utilization_ratio" and (d := dict(s.labels))["percentile"] == "p90"}
     for t in targets:
-        if t.name not in current:
+        if (t.name, "minimum", "now") not in predicted:
             context.log.warning(f"{t.name}: no predicted utilisation in force at {now:%Y-%m-%d %H:%M} UTC (no "
                                 "forecast, or it has run out): its window=\"now\" series is left out")
+        elif (t.name, "planned", "next_24h") not in predicted:
+            context.log.warning(f"{t.name}: no scaling plan covers its forecast: no utilisation at the planned "
+                                "capacity exported (the alerts cannot see it)")
+    peaks_table = "\n".join(
+        ["| target | p90 peak, next 24 h, at the planned capacity | at the minimum capacity |", "|---|---:|---:|",
+         *[f"| {t.name} | {_fmt(predicted.get((t.name, 'planned', 'next_24h')))} | "
+           f"{_fmt(predicted.get((t.name, 'minimum', 'next_24h')))} |" for t in targets]])
     try:
-        published = pushgateway.publish(body)
+        published = pushgateway.publish(exported)
     except PushError as exc:
         raise dg.Failure(description=str(exc)) from None
     if published.kind == "pushgateway":
@@ -113,8 +123,13 @@ def prometheus_export(context: dg.AssetExecutionContext, pushgateway: Pushgatewa
         "note": dg.MetadataValue.text(note),
         "exported_at": dg.MetadataValue.timestamp(now.timestamp()),
         "actual_utilisation": dg.MetadataValue.md(observed_table),
+        "predicted_peaks": dg.MetadataValue.md(peaks_table),
         "sample": dg.MetadataValue.md(f"```\n{shown}\n```"),
     })
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 prometheus_export_job = dg.define_asset_job(

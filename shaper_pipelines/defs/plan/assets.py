@@ -60,15 +60,19 @@ def scaling_plan(context: dg.AssetExecutionContext, config: PlanConfig, database
         # The forecast demand_forecast made and judged; the plan does not fit its own.
         published = fc["frame"].set_index("timestamp")["p90"] if fc.get("frame") is not None else None
         try:
+            # Unbounded above, then capped at the maximum below: a target whose demand needs more
+            # than its maximum still gets a plan (every instance it may have, warm in time), and
+            # the export shows the utilisation that plan leaves it at, above 1.
             plan = make_plan(history, pd.Timedelta(hours=config.horizon_hours), capacity_per_instance=c,
                              target_utilization=t.target_utilization, warmup=pd.Timedelta(seconds=t.warmup),
-                             min_capacity=t.min_capacity, max_capacity=t.max_capacity,
+                             min_capacity=t.min_capacity, max_capacity=None,
                              forecast_options={"business": business, "holidays": holidays},
                              use_forecast=bool(fc.get("beats_naive")), start=clock.now(),
                              max_actions=t.max_actions, published=published)
         except PlanError as exc:
             failures.append(f"{t.name}: {exc}")
             continue
+        cap_at_maximum(plan, t.max_capacity)
         if not fc.get("beats_naive"):
             plan.notes.append(f"the demand forecast of {key} did not beat seasonal naive (or is missing): "
                               "the floor comes from history alone")
@@ -94,6 +98,23 @@ def scaling_plan(context: dg.AssetExecutionContext, config: PlanConfig, database
         "plan": dg.MetadataValue.md("\n\n".join(sections)),
     })
     return out
+
+
+def cap_at_maximum(plan, max_capacity: int) -> None:
+    """Hold ``plan``'s floor at ``max_capacity`` wherever it wanted more, saying so in the reason
+    of each capped step and in the plan's notes."""
+    frame = plan.frame
+    over = frame["desired_capacity"] > max_capacity
+    if not over.any():
+        return
+    wanted = int(frame.loc[over, "desired_capacity"].max())
+    frame.loc[over, "reason"] = [f"capped at the maximum {max_capacity} (wanted {int(w)}): {r}"
+                                 for w, r in zip(frame.loc[over, "desired_capacity"], frame.loc[over, "reason"])]
+    frame.loc[over, "desired_capacity"] = max_capacity
+    first = frame.loc[over, "timestamp"].iloc[0]
+    plan.notes.append(f"the plan wants up to {wanted} instances (first at {first:%Y-%m-%d %H:%M} UTC), above the "
+                      f"maximum {max_capacity}: held at the maximum for {int(over.sum())} step(s); raise "
+                      "max_capacity or the capacity per instance")
 
 
 def _plan_section(t, plan, frame: pd.DataFrame, plan_id: int, capacity: float, png_markdown) -> str:

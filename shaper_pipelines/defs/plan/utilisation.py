@@ -12,8 +12,10 @@ from shaper_pipelines.defs.automation import REPLAN
 def utilisation_forecast(context: dg.AssetExecutionContext, demand_forecast: dict,
                          capacity_model: pd.DataFrame) -> pd.DataFrame:
     """Predicted utilisation (p50 and p90) per scaling target if it stayed at its configured
-    minimum capacity, and when that first crosses the target utilisation: how much the plan has
-    to do."""
+    minimum capacity (column ``capacity``), and when that first crosses the target utilisation:
+    how much the plan has to do. It is not what will be serving: prometheus_export rescales it to
+    the floor scaling_plan holds at each step (capacity="planned"), which is what the alerts
+    watch, and exports this one as capacity="minimum"."""
     scaling = load_scaling()
     capacity = capacity_model.set_index("target")["capacity_per_instance"]
     frames, summary = [], []
