@@ -4,6 +4,7 @@ that the UI can show why a profile did not run."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
@@ -11,6 +12,8 @@ from typing import Callable
 from croniter import croniter
 
 from shaper_pipelines.lib.profile import Profile
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,11 @@ def select(
     due: list[tuple[Profile, int, str]] = []
     decisions: list[Decision] = []
     for profile, version in profiles:
-        reason = _due(profile, now, window_s, events, evaluate_metric, requested or set())
+        try:
+            reason = _due(profile, now, window_s, events, evaluate_metric, requested or set())
+        except Exception as exc:  # noqa: BLE001 - one bad profile must not stop the selection of the others
+            reason = f"skipped: its triggers cannot be evaluated ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+            log.warning("selection: profile %r version %s %s", profile.profile_id, version, reason)
         if reason.startswith("due"):
             due.append((profile, version, reason))
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import socket
 import time
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from shaper_pipelines.store.schema import profile_series, profile_versions
 
 SERIES_BATCH = 10_000
 _WRITE_RETRIES = 8
+log = logging.getLogger(__name__)
 
 
 class ProfileNotFound(LookupError):
@@ -64,6 +66,9 @@ def default_actor() -> str:
 
 class ProfileStore(Database):
     """Profiles and series in the database at ``url`` (a SQLAlchemy URL); migrates on open."""
+
+    # (profile_id, version, why) of the rows the last list() or versions() left out
+    skipped: list[tuple[str, int, str]] = []
 
     # -- profiles -----------------------------------------------------------------------------
 
@@ -133,8 +138,8 @@ class ProfileStore(Database):
     def versions(self, profile_id: str) -> list[StoredProfile]:
         t = profile_versions
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(t).where(t.c.profile_id == profile_id).order_by(t.c.version)).mappings()
-            return [_stored(r) for r in rows]
+            rows = list(conn.execute(sa.select(t).where(t.c.profile_id == profile_id).order_by(t.c.version)).mappings())
+        return self._readable(rows)
 
     def list(
         self,
@@ -164,7 +169,23 @@ class ProfileStore(Database):
             query = query.where(t.c.trigger_kinds.like(f"%,{trigger_kind},%"))
         query = query.order_by(t.c.priority.desc(), t.c.profile_id, t.c.version)
         with self.engine.connect() as conn:
-            return [_stored(r) for r in conn.execute(query).mappings()]
+            rows = list(conn.execute(query).mappings())
+        return self._readable(rows)
+
+    def _readable(self, rows) -> list[StoredProfile]:
+        """The rows that still parse as profiles. A row that does not (written by an older version,
+        or edited by hand) is skipped with a warning naming it, so one bad row never stops the
+        listing or the selection of all the others; ``skipped`` says which were left out."""
+        out, self.skipped = [], []
+        for row in rows:
+            try:
+                out.append(_stored(row))
+            except (ValueError, TypeError, KeyError) as exc:  # ProfileError and JSON errors are ValueErrors
+                reason = " ".join(str(exc).split())[:300]
+                self.skipped.append((row["profile_id"], row["version"], reason))
+                log.warning("profile store: skipped profile %r version %s, which no longer parses: %s",
+                            row["profile_id"], row["version"], reason)
+        return out
 
     # -- series -------------------------------------------------------------------------------
 
@@ -219,8 +240,15 @@ def _stored(row) -> StoredProfile:
     created = row["created_at"]
     if created.tzinfo is None:  # SQLite keeps no zone; every write is UTC
         created = created.replace(tzinfo=timezone.utc)
+    try:
+        profile = parse_profile(json.loads(row["definition"]))
+    except ProfileError as exc:
+        raise ProfileError(f"stored version {row['version']} no longer parses: {exc.reason}",
+                           profile_id=row["profile_id"], field=exc.field) from None
+    except ValueError as exc:
+        raise ProfileError(f"stored version {row['version']} is not JSON: {exc}", profile_id=row["profile_id"]) from None
     return StoredProfile(
-        profile=parse_profile(json.loads(row["definition"])),
+        profile=profile,
         version=row["version"],
         content_hash=row["content_hash"],
         created_at=created,

@@ -73,3 +73,17 @@ def test_a_metric_condition_is_evaluated_in_a_real_prometheus():
         assert instant_value(settings, metric_condition('absent_metric_xyz', ">", 1, 0)) is None
     finally:
         server.stop()
+
+
+def test_a_profile_whose_trigger_cannot_be_evaluated_is_skipped_and_the_others_are_selected(caplog):
+    """A cron that never fires, as an older version stored it (the model now refuses it): built
+    without validation, as a store row written before the check would be."""
+    good = p("good", triggers=[{"kind": "cron", "cron": "0 23 * * *", "timezone": "Europe/Berlin"}])
+    bad = p("never", resource="memory", triggers=[{"kind": "cron", "cron": "0 23 * * *"}])
+    trigger = bad.trigger_conditions[0]
+    object.__setattr__(trigger, "cron", "0 0 31 2 *")
+    with caplog.at_level("WARNING"):
+        d = decide([bad, good])
+    assert d["good"].chosen
+    assert not d["never"].chosen and d["never"].why.startswith("skipped")
+    assert "'never'" in caplog.text

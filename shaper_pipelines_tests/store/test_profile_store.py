@@ -152,3 +152,32 @@ def test_two_processes_writing_the_same_profile_end_consistent(store_url):
     assert [v.version for v in versions] == list(range(1, 21))
     assert sorted(v.profile.load_pattern.level for v in versions) == levels
     assert len({v.content_hash for v in versions}) == 20
+
+
+def test_a_stored_row_that_no_longer_parses_is_skipped_and_the_others_are_listed(store, caplog):
+    """Rows written by an older version: a cron that never fires, JSON that is not a profile."""
+    import json
+    from datetime import datetime
+
+    from shaper_pipelines.store.schema import profile_versions
+
+    good = parse_profile({"profile_id": "good", "resource_type": "cpu", "duration": "1m",
+                          "load_pattern": {"kind": "constant", "level": 0.1},
+                          "trigger_conditions": [{"kind": "cron", "cron": "0 9 * * *"}]})
+    store.put(good)
+    never = json.loads(json.dumps(good.canonical()))
+    never["profile_id"] = "never"
+    never["trigger_conditions"][0]["cron"] = "0 0 31 2 *"
+    row = dict(version=1, content_hash="x" * 16, resource_type="cpu", source="predefined", priority=50,
+               trigger_kinds=",cron,", created_at=datetime(2026, 1, 1), created_by="old")
+    with store.engine.begin() as conn:
+        conn.execute(profile_versions.insert().values(profile_id="never", definition=json.dumps(never), **row))
+        conn.execute(profile_versions.insert().values(profile_id="junk", definition="{not json", **row))
+    with caplog.at_level("WARNING"):
+        listed = store.list()
+        assert [s.profile_id for s in listed] == ["good"]
+        assert store.list(trigger_kind="cron")[0].profile_id == "good"
+    assert {pid for pid, _, _ in store.skipped} == {"never", "junk"}
+    assert "'never'" in caplog.text and "'junk'" in caplog.text
+    with pytest.raises(ProfileError, match="never fires"):
+        store.get("never")
