@@ -1,6 +1,8 @@
 """profiles_data/alerts/shaper.rules.yml as Prometheus's own tool sees it: the rules check, their
 unit tests (shaper.rules.test.yml) pass, and both fail when they should - a broken rule, a changed
-threshold."""
+threshold; and the rules judged on the real export of two targets: one whose plan covers a demand
+far above its minimum stays quiet, one whose demand exceeds what its plan (held at the maximum)
+serves fires."""
 
 from __future__ import annotations
 
@@ -83,3 +85,86 @@ def test_the_unit_tests_catch_a_changed_threshold(tmp_path):
     result = _promtool("test", "rules", TESTS.name, cwd=tmp_path)
     assert result.returncode != 0
     assert "ShaperPredictedUtilizationHigh" in result.stdout + result.stderr
+
+
+def _export_as_input_series(samples) -> list[dict]:
+    """promtool input series holding each exported sample's value for 30 minutes, with the job
+    label a Pushgateway scrape (honor_labels) gives them."""
+    out = []
+    for smp in samples:
+        labels = {"job": "shaper", **dict(smp.labels)}
+        text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        out.append({"series": f"{smp.name}{{{text}}}", "values": f"{smp.value!r}x30"})
+    return out
+
+
+def test_the_alerts_on_the_real_export_fire_on_danger_and_not_on_a_healthy_plan(tmp_path):
+    """Two targets, one instance of capacity 100 at their minimum, demand peaking in the next hour:
+
+    - ``healthy`` peaks at 450 (4.5 times its minimum: the shipped rule used to fire here), and its
+      plan raises the floor to 6 before the peak: 0.75 at the planned capacity;
+    - ``overloaded`` peaks at 600 but may have at most 3 instances: its plan, capped there by
+      scaling_plan, serves 300, so the planned utilisation is 2.
+
+    The export of both (prediction_samples, as prometheus_export builds it) is fed to the shipped
+    rules: only ``overloaded`` fires, both the critical and the warning alert."""
+    import pandas as pd
+
+    from shaper_pipelines.defs.plan.assets import cap_at_maximum
+    from shaper_pipelines.lib.export import prediction_samples
+    from shaper_pipelines.lib.planning import Plan
+
+    now = pd.Timestamp.now(tz="UTC").floor("5min")
+    ts = pd.date_range(now, periods=36, freq="5min")
+    demand = {"healthy": [60.0] * 6 + [450.0] * 4 + [60.0] * 26, "overloaded": [60.0] * 6 + [600.0] * 4 + [60.0] * 26}
+    wanted = {"healthy": [1] * 5 + [6] * 6 + [1] * 25, "overloaded": [1] * 5 + [8] * 6 + [1] * 25}
+    utilisation, plans = [], []
+    for name in demand:
+        p90 = pd.Series(demand[name]) / 100.0
+        utilisation.append(pd.DataFrame({"target": name, "timestamp": ts, "utilization_p50": p90 * 0.8,
+                                         "utilization_p90": p90, "capacity": 1}))
+        plan = Plan(frame=pd.DataFrame({"timestamp": ts, "desired_capacity": wanted[name], "reason": "r"}),
+                    rule=None, notes=[])
+        cap_at_maximum(plan, 3)
+        plans.append(plan.frame.assign(target=name))
+    assert plans[0]["desired_capacity"].max() == 3 and "capped at the maximum 3" in plans[0]["reason"].iloc[6]
+    plans[0] = plans[0].assign(desired_capacity=wanted["healthy"])  # healthy's maximum is higher: not capped
+    samples = prediction_samples(utilisation=pd.concat(utilisation), plan=pd.concat(plans), forecasts={},
+                                 targets=[{"name": "healthy", "resource": "healthy-asg", "kind": "asg"},
+                                          {"name": "overloaded", "resource": "overloaded-asg", "kind": "asg"}],
+                                 now=now)
+    peak = {(d["target"], d["capacity"], d["window"]): smp.value for smp in samples
+            if smp.name == "shaper_predicted_utilization_ratio" and (d := dict(smp.labels))["percentile"] == "p90"}
+    assert peak[("healthy", "minimum", "next_1h")] == 4.5 and peak[("healthy", "planned", "next_1h")] == 0.75
+    assert peak[("overloaded", "minimum", "next_1h")] == 6.0 and peak[("overloaded", "planned", "next_1h")] == 2.0
+
+    # The shipped rules without their annotations (the unit tests above check those): what fires
+    # on these values, by labels alone.
+    rules = yaml.safe_load(RULES.read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules))
+
+    def fired(alert: str, window: str, severity: str) -> list[dict]:
+        return [{"exp_labels": {"severity": severity, "job": "shaper", "target": "overloaded",
+                                "resource": "overloaded-asg", "capacity": "planned", "percentile": "p90",
+                                "window": window}}]
+
+    tests = {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": _export_as_input_series(samples),
+        "alert_rule_test": [
+            {"eval_time": "10m", "alertname": "ShaperPredictedUtilizationHigh",
+             "exp_alerts": fired("ShaperPredictedUtilizationHigh", "next_1h", "critical")},
+            {"eval_time": "10m", "alertname": "ShaperPredictedOverCapacity",
+             "exp_alerts": fired("ShaperPredictedOverCapacity", "next_24h", "warning")},
+        ]}]}
+    (tmp_path / "export.test.yml").write_text(yaml.safe_dump(tests))
+    result = _promtool("test", "rules", "export.test.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    # The same export judged at the minimum capacity, as the shipped rule once did: both fire.
+    text = (tmp_path / "rules.yml").read_text().replace('capacity="planned"', 'capacity="minimum"')
+    (tmp_path / "rules.yml").write_text(text)
+    result = _promtool("test", "rules", "export.test.yml", cwd=tmp_path)
+    assert result.returncode != 0 and "healthy" in result.stdout + result.stderr

@@ -243,6 +243,11 @@ def test_the_dashboard_shows_what_it_promises():
 
     assert has("shaper_predicted_utilization_ratio", 'window="now"')
     assert has("shaper_predicted_utilization_ratio", "next_1h|next_24h")
+    # The peaks the alerts judge are shown at the planned capacity; the prediction set against the
+    # actual utilisation is on the actual's basis, the minimum.
+    assert has("shaper_predicted_utilization_ratio", 'capacity="planned"', "next_1h|next_24h")
+    assert has("shaper_predicted_utilization_ratio", 'capacity="minimum"', 'window="now"')
+    assert not any("quantile" in e for e in exprs)  # the label the export no longer has
     assert has("shaper_actual_utilization_ratio")
     # predicted and actual in one panel, per target
     assert any({"shaper_predicted_utilization_ratio", "shaper_actual_utilization_ratio"} <=
@@ -312,10 +317,11 @@ def test_actual_utilisation_is_observed_demand_at_minimum_capacity():
     samples = prediction_samples(utilisation=empty, plan=empty, forecasts={}, targets=targets, now=now,
                                  observed=observed)
     actual = {tuple(sorted(s.labels)): s.value for s in samples if s.name == "shaper_actual_utilization_ratio"}
-    assert actual == {(("resource", "checkout-api-asg"), ("target", "checkout-api-asg")): 31.0 / 50,
-                      (("resource", ""), ("target", "search-api")): 0.5}  # the one without capacity is left out
+    minimum = ("capacity", "minimum")
+    assert actual == {(minimum, ("resource", "checkout-api-asg"), ("target", "checkout-api-asg")): 31.0 / 50,
+                      (minimum, ("resource", ""), ("target", "search-api")): 0.5}  # the one without capacity is left out
     body = build_exposition(utilisation=empty, plan=empty, forecasts={}, now=now, observed=observed.iloc[:1])
-    assert 'shaper_actual_utilization_ratio{target="checkout-api-asg",resource=""} 0.62' in body
+    assert 'shaper_actual_utilization_ratio{capacity="minimum",resource="",target="checkout-api-asg"} 0.62' in body
     assert "# TYPE shaper_actual_utilization_ratio gauge" in body
     # Without it (every existing caller), nothing changes.
     assert prediction_samples(utilisation=empty, plan=empty, forecasts={}, now=now) == \
@@ -370,7 +376,7 @@ def test_the_asset_exports_the_latest_measured_demand_from_the_metric_store(tmp_
         instance=instance)
     assert result.success
     expected = 30.0 / (targets["checkout-api-asg"].min_capacity * 25.0)
-    assert f'shaper_actual_utilization_ratio{{target="checkout-api-asg",resource="checkout-api-asg"}} ' \
+    assert f'shaper_actual_utilization_ratio{{capacity="minimum",resource="checkout-api-asg",target="checkout-api-asg"}} ' \
            f'{expected!r}' in textfile.read_text().splitlines()
     assert "search-api" not in textfile.read_text()  # no history stored for it: nothing made up
     meta = result.asset_materializations_for_node("prometheus_export")[0].metadata
@@ -440,7 +446,7 @@ def live(tmp_path_factory):
         now = pd.Timestamp.now(tz="UTC")
         targets = scaling_targets()
         frames = export_frames(now, targets)
-        push(gateway.url, "shaper", build_exposition(**frames, targets=targets, now=now), timeout=5)
+        push(gateway.url, "shaper", prediction_samples(**frames, targets=targets, now=now), timeout=5)
         deadline = time.monotonic() + 20
         # A few scrapes of the agent's run, so that a subquery's aligned steps find samples too.
         ready = ["shaper_actual_utilization_ratio", "shaper_export_timestamp_seconds",

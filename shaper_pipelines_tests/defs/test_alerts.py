@@ -1,5 +1,6 @@
 """Dagster's alerts delivered to a real local HTTP receiver: a failed run, and a plan that
-predicts a critical threshold."""
+predicts a critical threshold - posted for a target whose demand exceeds what its maximum serves,
+never for a healthy one whose plan covers a demand far above its minimum."""
 
 from __future__ import annotations
 
@@ -107,3 +108,47 @@ def test_a_critical_plan_is_posted_once(receiver, monkeypatch):
         assert [type(r) for r in again] == [dg.SkipReason]  # the cursor moved past it: nothing sent
     assert len(receiver.received) == 1
     assert receiver.received[0]["kind"] == "critical_plan" and "131% utilisation" in receiver.received[0]["text"]
+
+
+def test_a_healthy_target_is_not_critical_and_one_beyond_its_maximum_is(receiver, monkeypatch):
+    """The demo's case: a forecast 5.8 times what the minimum serves, which a plan within the
+    maximum covers, is no notice; a forecast the maximum cannot serve is, and is posted. The plan
+    of the second is held at the maximum (not refused), so Prometheus shows it over 1 too."""
+    import pandas as pd
+
+    from shaper_pipelines.defs.alerts.sensors import critical_plan_notice
+    from shaper_pipelines.defs.plan.assets import cap_at_maximum, critical_at_maximum
+    from shaper_pipelines.lib.capacity import utilisation_at_plan
+    from shaper_pipelines.lib.planning import Plan
+
+    ts = pd.date_range("2026-11-30 12:00", periods=24, freq="5min", tz="UTC")
+    healthy = pd.DataFrame({"timestamp": ts, "p90": [30.0] * 12 + [290.0] * 12})  # 5.8 x a minimum of 1 x 50
+    overloaded = pd.DataFrame({"timestamp": ts, "p90": [30.0] * 12 + [900.0] * 12})  # 18 instances' worth
+    assert critical_at_maximum("healthy", healthy, 10, 50.0, 0.9) is None
+    found = critical_at_maximum("overloaded", overloaded, 10, 50.0, 0.9)
+    assert found == {"target": "overloaded", "utilization": 1.8, "max_capacity": 10, "at": "2026-11-30 13:00 UTC"}
+
+    # Their plans: 7 instances for the healthy peak; the overloaded one wants 21 and is held at 10.
+    plans = {}
+    for name, frame, want in [("healthy", healthy, 7), ("overloaded", overloaded, 21)]:
+        plan = Plan(frame=pd.DataFrame({"timestamp": ts, "desired_capacity": [1] * 11 + [want] * 13, "reason": "r"}),
+                    rule=None, notes=[])
+        cap_at_maximum(plan, 10)
+        plans[name] = plan.frame.assign(target=name)
+        u = frame.assign(target=name, utilization_p50=frame["p90"] / 50.0, utilization_p90=frame["p90"] / 50.0,
+                         capacity=1)
+        at_plan = utilisation_at_plan(u, plans[name])
+        plans[name + ":peak"] = float(at_plan["utilization_p90"].max())
+    assert plans["healthy:peak"] < 0.9 and plans["overloaded:peak"] == 1.8
+    assert plans["overloaded"]["desired_capacity"].max() == 10
+
+    monkeypatch.setenv("SHAPER_ALERT_WEBHOOK", receiver.url)
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization("scaling_plan", metadata={"critical": []}))
+        context = dg.build_sensor_context(instance=instance)
+        assert [type(r) for r in critical_plan_notice(context)] == [dg.SkipReason]
+        assert receiver.received == []
+        instance.report_runless_asset_event(dg.AssetMaterialization("scaling_plan", metadata={"critical": [found]}))
+        list(critical_plan_notice(dg.build_sensor_context(instance=instance, cursor=context.cursor)))
+    assert [r["target"] for r in receiver.received] == ["overloaded"]
+    assert "180% utilisation" in receiver.received[0]["text"]

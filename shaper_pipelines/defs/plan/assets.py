@@ -48,14 +48,10 @@ def scaling_plan(context: dg.AssetExecutionContext, config: PlanConfig, database
             failures.append(f"{t.name}: no capacity per instance (configure one or run an HTTP rehearsal)")
             continue
         fc = demand_forecast.get(key, {})
-        # Critical: the p90 forecast would run the target above critical_utilization even with
-        # every instance it may have - no plan can help, people must.
         if fc.get("frame") is not None:
-            ceiling = fc["frame"]["p90"].to_numpy() / (t.max_capacity * c)
-            if ceiling.max() > config.critical_utilization:
-                i = int(ceiling.argmax())
-                critical.append({"target": t.name, "utilization": float(ceiling[i]), "max_capacity": t.max_capacity,
-                                 "at": f"{fc['frame']['timestamp'].iloc[i]:%Y-%m-%d %H:%M} UTC"})
+            found = critical_at_maximum(t.name, fc["frame"], t.max_capacity, c, config.critical_utilization)
+            if found:
+                critical.append(found)
         history = history_window(database, t.history.target, t.history.metric, config.lookback_days)
         # The forecast demand_forecast made and judged; the plan does not fit its own.
         published = fc["frame"].set_index("timestamp")["p90"] if fc.get("frame") is not None else None
@@ -98,6 +94,20 @@ def scaling_plan(context: dg.AssetExecutionContext, config: PlanConfig, database
         "plan": dg.MetadataValue.md("\n\n".join(sections)),
     })
     return out
+
+
+def critical_at_maximum(target: str, forecast: pd.DataFrame, max_capacity: int, capacity_per_instance: float,
+                        critical_utilization: float) -> dict | None:
+    """Critical: the p90 forecast (columns timestamp, p90) would run the target above
+    ``critical_utilization`` even with every instance it may have - no plan can help, people must.
+    The worst step as critical_plan_notice posts it, or None. A forecast far above the minimum that
+    the maximum still serves is not critical: the plan raises the floor."""
+    ceiling = forecast["p90"].to_numpy(dtype=float) / (max_capacity * capacity_per_instance)
+    if not len(ceiling) or not ceiling.max() > critical_utilization:
+        return None
+    i = int(ceiling.argmax())
+    return {"target": target, "utilization": float(ceiling[i]), "max_capacity": max_capacity,
+            "at": f"{forecast['timestamp'].iloc[i]:%Y-%m-%d %H:%M} UTC"}
 
 
 def cap_at_maximum(plan, max_capacity: int) -> None:
