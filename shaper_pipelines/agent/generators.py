@@ -14,6 +14,8 @@ import threading
 import time
 from pathlib import Path
 
+from shaper_pipelines.agent.lifeline import die_with_parent
+
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PERIOD = 0.05  # seconds per busy/idle cycle of a CPU worker: short enough to average smoothly
 
@@ -31,18 +33,8 @@ def _rss_mib(pid: int) -> float:
     return 0.0
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this worker when the agent dies, even by SIGKILL: load must never
-    outlive the process that is accountable for it."""
-    import ctypes
-    import signal
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _cpu_worker(duty, ready) -> None:
-    _die_with_parent()
+def _cpu_worker(parent, duty, ready) -> None:
+    die_with_parent(parent)
     ready.set()
     while True:
         d = duty.value
@@ -66,7 +58,7 @@ class CpuGenerator:
         ctx = mp.get_context("spawn")
         self.duties = [ctx.Value("d", 0.0, lock=False) for _ in range(self.workers_n)]
         ready = [ctx.Event() for _ in range(self.workers_n)]
-        self.workers = [ctx.Process(target=_cpu_worker, args=(d, r), daemon=True) for d, r in zip(self.duties, ready)]
+        self.workers = [ctx.Process(target=_cpu_worker, args=(os.getpid(), d, r), daemon=True) for d, r in zip(self.duties, ready)]
         for w in self.workers:
             w.start()
         for r in ready:
@@ -131,8 +123,8 @@ def _touched(size: int) -> bytearray:
     return block
 
 
-def _memory_worker(conn) -> None:
-    _die_with_parent()
+def _memory_worker(parent, conn) -> None:
+    die_with_parent(parent)
     chunks: list[bytearray] = []
     chunk = 16 * 1024 * 1024
     while True:
@@ -153,7 +145,7 @@ class MemoryGenerator:
         self.max_mib = max_mib
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_memory_worker, args=(child,), daemon=True)
+        self.proc = ctx.Process(target=_memory_worker, args=(os.getpid(), child), daemon=True)
         self.proc.start()
         self.set_target(0.0)  # answers once the child is up: what it holds now is not load
         self.baseline = _rss_mib(self.proc.pid)
@@ -262,16 +254,19 @@ class NetworkGenerator:
         users = remote_workers or processes  # one arrival user per worker
         env = {**os.environ, "SHAPER_LOCUST_CONTROL": str(self.control), "SHAPER_LOCUST_COUNTS": str(work_dir),
                "SHAPER_LOCUST_USERS": str(users), "SHAPER_LOCUST_PATH": parsed.path or "/"}
-        cmd = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--headless",
+        # Through the lifeline wrapper: Locust dies with the agent, and its forked workers with
+        # Locust (the locustfile's at-fork hook), even when the agent is killed outright.
+        cmd = [sys.executable, "-m", "shaper_pipelines.agent.lifeline", str(os.getpid()),
+               "locust", "-f", LOCUSTFILE, "--headless",
                "--host", f"{parsed.scheme}://{parsed.netloc}", "--loglevel", "WARNING", "--only-summary"]
         if remote_workers:
             cmd += ["--master", "--expect-workers", str(remote_workers), "--expect-workers-max-wait", "30",
                     "--master-bind-host", master_bind, "--master-bind-port", str(master_port)]
         elif processes > 1:
             cmd += ["--processes", str(processes)]
-        log = open(work_dir / "locust.log", "ab")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                     preexec_fn=_die_with_parent)
+        with open(work_dir / "locust.log", "ab") as log:  # Locust keeps its own descriptor
+            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
         self.last_achieved = 0.0
         self._counted = (time.monotonic(), 0)
 

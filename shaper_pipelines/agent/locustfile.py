@@ -19,7 +19,15 @@ import gevent
 from locust import LoadTestShape, constant, events, task
 from locust.contrib.fasthttp import FastHttpUser
 
+from shaper_pipelines.agent.lifeline import die_with_parent
 from shaper_pipelines.agent.locust_counts import publish_completed_requests
+
+# Locust imports this file before forking its ``--processes`` workers: each worker asks, right
+# after the fork, to die with the master that forked it (which itself dies with the agent), so a
+# worker is never orphaned to keep sending requests.
+_forking = [os.getpid()]  # the pid of whoever forks, taken at each fork
+os.register_at_fork(before=lambda: _forking.__setitem__(0, os.getpid()),
+                    after_in_child=lambda: die_with_parent(_forking[0]))
 
 CONTROL = Path(os.environ.get("SHAPER_LOCUST_CONTROL", "/nonexistent"))
 COUNTS = Path(os.environ.get("SHAPER_LOCUST_COUNTS", "/tmp"))

@@ -31,7 +31,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dead-man", default="60s", help="stop all load after this long without the controller")
     p.add_argument("--exit-when-idle", default=None,
                    help="exit after this long with no run and no request (for agents started on demand)")
-    p.add_argument("--work-dir", type=Path, default=None, help="where disk load writes (default: a temp dir)")
+    p.add_argument("--work-dir", type=Path, default=None,
+                   help="where disk and HTTP load keep their files (default: a temp dir, removed on a clean stop)")
+    p.add_argument("--request-timeout", default="10s",
+                   help="time a client has to send a request's head, and again its body (default 10s)")
     p.set_defaults(func=_agent)
 
 
@@ -49,12 +52,23 @@ def _agent(args) -> int:
                     locust_master_bind=args.locust_master_bind, locust_master_port=args.locust_master_port,
                     max_duration_s=parse_duration(args.max_duration), dead_man_s=parse_duration(args.dead_man),
                     idle_exit_s=parse_duration(args.exit_when_idle) if args.exit_when_idle else None)
-    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="shaper-agent-"))
+    request_timeout = parse_duration(args.request_timeout)
+    if not request_timeout > 0:
+        raise ValueError("--request-timeout must be positive")
     from shaper_pipelines.settings import get_settings
 
-    agent = Agent(args.token or get_settings().agent_token.get_secret_value(),
-                  args.allow or ["localhost", "127.0.0.1"], limits, work_dir)
-    serve(agent, args.host, args.port)
+    token = args.token or get_settings().agent_token.get_secret_value()
+    if args.work_dir is None:  # made here, so the agent removes it on a clean stop
+        work_dir, owned = Path(tempfile.mkdtemp(prefix="shaper-agent-")), True
+    else:  # removed on a clean stop only if it did not exist before
+        work_dir, owned = args.work_dir, not args.work_dir.exists()
+    try:
+        agent = Agent(token, args.allow or ["localhost", "127.0.0.1"], limits, work_dir, owns_work_dir=owned)
+    except ValueError:
+        if owned and args.work_dir is None:
+            work_dir.rmdir()
+        raise
+    serve(agent, args.host, args.port, request_timeout)
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -115,15 +116,20 @@ def test_cpu_follows_the_profile_and_intensity_changes_live(agent):
     samples = agent.call("GET", f"/runs/{run['id']}")[1]["samples"]
     # Judged on the median of each stretch (after the second the step lands in), so that one
     # second in which a busy CI machine starved the generator does not decide the test.
+    # The stretches are chosen by the target each second had, not by the clock: when the PATCH
+    # lands (about 9 s in) depends on how fast the run started on a busy machine.
     low = [s["achieved"] for s in samples if 1 <= s["t"] <= 6]
-    high = [s["achieved"] for s in samples if 8 <= s["t"] <= 9]
+    high = [s["achieved"] for s in samples if s["t"] >= 7 and abs(s["target"] - 0.6) < 1e-9]
     halved = [s for s in samples if s["t"] >= 11]
     assert abs(statistics.median(low) - 0.2) < 0.1, samples
     assert high and abs(statistics.median(high) - 0.6) < 0.15, samples
     assert halved and all(abs(s["target"] - 0.3) < 1e-9 for s in halved)
     assert abs(statistics.median(s["achieved"] for s in halved[-3:]) - 0.3) < 0.1, samples
     metrics = agent.call("GET", "/metrics")[1]
-    assert 'shaper_agent_target_load{resource="cpu"' in metrics and "shaper_agent_active_runs 1" in metrics
+    # Bounded labels only: resource, profile and unit, no per-run label (a new series every run).
+    target = re.search(r"^shaper_agent_target_load\{(.*)\} ", metrics, re.M)
+    assert target and target.group(1) == 'profile="t-cpu",resource="cpu",unit="cpu_share"', metrics
+    assert re.search(r"^shaper_agent_active_runs 1(\.0)?$", metrics, re.M), metrics
 
 
 def test_memory_is_held_and_given_back(agent):
