@@ -151,6 +151,11 @@ def fetch_range(settings: PrometheusSettings, query: str, start: pd.Timestamp, e
                 if not any(code in status for code in ("HTTP Status Code 5", "HTTP Status Code 429")):
                     raise PrometheusQueryError(f"Prometheus at {settings.url} refused the query {query!r}: {status[:300]}") from None
                 cause = status[:200]
+            except requests.exceptions.SSLError as exc:
+                # The certificate will not verify better on a second try.
+                raise PrometheusUnavailable(
+                    f"Prometheus at {settings.url}: TLS verification failed ({str(exc)[:300]}); nothing was "
+                    "stored. Set SHAPER_PROMETHEUS_CA_BUNDLE to the CA that signs its certificate") from None
             except requests.RequestException as exc:
                 cause = f"{type(exc).__name__}: {str(exc)[:200]}"
             if attempt == settings.retries:
