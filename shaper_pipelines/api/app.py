@@ -29,10 +29,12 @@ from typing import Annotated, Any, Callable, Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Path, Query, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shaper_pipelines.api import models as m
+from shaper_pipelines.api.body_limit import BodyLimitMiddleware
 from shaper_pipelines.api.dagster import DagsterError, DagsterLauncher, DagsterTarget
 
 TOKEN_VAR = "SHAPER_API_TOKEN"
@@ -42,6 +44,7 @@ OPEN_PATHS = frozenset({"/v1/health"})
 SIMULATION_JOB = "load_simulation_job"
 APPLY_JOB = "apply_scaling_job"
 DEFAULT_ACTOR = "control api"
+MAX_ERRORS = 10  # validation problems listed in one 422
 
 log = logging.getLogger("shaper.api")
 
@@ -306,6 +309,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.launcher = DagsterLauncher(settings.dagster) if settings.dagster else None
     app.state.fleet = AgentFleetResource(agents=list(settings.agents), token=settings.agent_token)
     app.add_middleware(BearerAuthMiddleware, token=settings.token)
+    app.add_middleware(BodyLimitMiddleware)  # outermost: a body over the cap is refused before anything else
     _exception_handlers(app)
 
     app.include_router(_public())
@@ -317,6 +321,18 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
 def _exception_handlers(app: FastAPI) -> None:
     from sqlalchemy.exc import SQLAlchemyError
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request, exc: RequestValidationError):
+        # FastAPI's default 422 echoes each invalid ``input``: a large body came back doubled. Only
+        # where, why and what kind, each cut short, and at most MAX_ERRORS of them.
+        errors = exc.errors()
+        detail = [{"loc": [part if isinstance(part, int) else str(part)[:60] for part in e.get("loc", ())][:12],
+                   "msg": str(e.get("msg", ""))[:200], "type": str(e.get("type", ""))[:60]}
+                  for e in errors[:MAX_ERRORS]]
+        if len(errors) > MAX_ERRORS:
+            detail.append({"loc": [], "msg": f"and {len(errors) - MAX_ERRORS} more problem(s)", "type": "truncated"})
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(DagsterError)
     async def _dagster(_request, exc: DagsterError):
