@@ -169,41 +169,45 @@ def parse_profile(data: Any, *, file: str | None = None, index: int | None = Non
 # Budgets for a profile file, checked before anything is expanded. The largest predefined profile
 # (profiles_data/profiles/weekday_business_hours.yaml) is 1.3 kB and 82 YAML nodes; a derived
 # profile replays a week of hourly values (168 numbers, about 2 kB). A file may hold many profiles
-# (an export of a whole store), so the file budget is about 800 times the largest predefined file,
-# and still parses in about a second in PyYAML's pure-Python composer (which the alias check
-# needs). The node budget lets a file hold, say, a replay of a week of minutes (10,080 values)
-# several times over, while a "sum" of 32 patterns nested four deep (a million leaves) is refused
-# after the first 100,000 nodes, not built.
+# (an export of a whole store), so the byte budget is about 800 times the largest predefined file
+# and the node budget about 250 times its nodes: room for a replay of a week of minutes (10,080
+# values), or a hundred ordinary profiles. Nodes cost far more than bytes (building a node in
+# Python takes some 30 µs on a busy machine), so the node budget is what keeps a refusal, or an
+# acceptance, within a second; a "sum" of 32 patterns nested four deep (a million leaves) is
+# refused after its first 20,000 nodes, never built.
 MAX_FILE_BYTES = 1024 * 1024
-MAX_YAML_NODES = 100_000
+MAX_YAML_NODES = 20_000
 # One profile's canonical JSON: what a store row holds. 200 times the largest predefined profile;
 # a replay of a week of minutes fits. A 2 MB row (that every later listing parses) cannot be stored.
 MAX_PROFILE_BYTES = 256 * 1024
 
-
-class _NoAliases(yaml.SafeLoader):
-    """YAML without aliases (``*name``): a few hundred bytes of nested aliases expand into
-    gigabytes ("billion laughs"), and a profile file has no need of them. Nodes are counted while
-    composing, so a file of too many nodes is refused before it is built into Python objects."""
-
-    def __init__(self, stream):
-        super().__init__(stream)
-        self._nodes = 0
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise yaml.composer.ComposerError(None, None, "uses a YAML alias (*name); profile files may not "
-                                              "(aliases can expand a small file into gigabytes)", mark)
-        self._nodes += 1
-        if self._nodes > MAX_YAML_NODES:
-            mark = self.peek_event().start_mark
-            raise _TooManyNodes(None, None, f"has more than {MAX_YAML_NODES:,} YAML nodes (values, keys, lists, "
-                                            "mappings); split it into several files", mark)
-        return super().compose_node(parent, index)
+# libyaml's parser when PyYAML was built with it (the pure-Python one is about ten times slower).
+_Parser = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_NODE_EVENTS = (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)
 
 
-class _TooManyNodes(yaml.composer.ComposerError):
+def _check_events(text: str) -> None:
+    """Walk the YAML event stream (no Python objects are built) and refuse, at the first offence,
+    an alias (``*name``: a few hundred bytes of nested aliases expand into gigabytes, "billion
+    laughs", and a profile file has no need of them) or a node beyond MAX_YAML_NODES."""
+    nodes = 0
+    for event in yaml.parse(text, Loader=_Parser):
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused(f"uses a YAML alias (*{event.anchor}) at {_where(event)}; profile files may not "
+                           "(aliases can expand a small file into gigabytes)")
+        if isinstance(event, _NODE_EVENTS):
+            nodes += 1
+            if nodes > MAX_YAML_NODES:
+                raise _Refused(f"has more than the budget of {MAX_YAML_NODES:,} YAML nodes (values, keys, lists, "
+                               f"mappings) at {_where(event)}; split it into several files")
+
+
+def _where(event) -> str:
+    mark = event.start_mark
+    return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "?"
+
+
+class _Refused(Exception):
     pass
 
 
@@ -235,9 +239,11 @@ def parse_profiles_text(text: str, *, file: str | None = None) -> list[Profile]:
     if len(text) > MAX_FILE_BYTES:
         raise ProfileError(f"is larger than the budget of {MAX_FILE_BYTES // 1024} KiB for profile text", file=file)
     try:
-        documents = [d for d in yaml.load_all(text, Loader=_NoAliases) if d is not None]
-    except _TooManyNodes as exc:
-        raise ProfileError(f"{exc.problem}", file=file) from None
+        _check_events(text)
+        # No alias and a bounded number of nodes: building them is now bounded too.
+        documents = [d for d in yaml.load_all(text, Loader=_Parser) if d is not None]
+    except _Refused as exc:
+        raise ProfileError(str(exc), file=file) from None
     except yaml.YAMLError as exc:
         message = " ".join(str(exc).split())
         raise ProfileError(f"is not valid YAML: {message[:300]}", file=file) from None

@@ -212,7 +212,7 @@ def test_a_file_over_the_node_budget_is_refused_while_composing(tmp_path):
     path = tmp_path / "many.yaml"
     path.write_text("profiles: [" + ",".join(["0"] * (MAX_YAML_NODES + 10)) + "]\n")
     assert path.stat().st_size < MAX_FILE_BYTES
-    with pytest.raises(ProfileError, match="YAML nodes"):
+    with pytest.raises(ProfileError, match="budget of 20,000 YAML nodes"):
         load_profiles_file(path)
 
 
