@@ -46,7 +46,12 @@ def shaper_home(tmp_path, monkeypatch):
     monkeypatch.setenv("SHAPER_HOME", str(home))
     monkeypatch.delenv("SHAPER_DATABASE_URL", raising=False)
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    return home
+    yield home
+    # A `shaper run` starts a detached local agent that would otherwise idle on for ten minutes
+    # after the test: tests leave no process behind.
+    from shaper_pipelines.agent.local import stop_local_agent
+
+    stop_local_agent(home)
 
 
 @pytest.fixture

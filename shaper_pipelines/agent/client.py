@@ -61,3 +61,13 @@ class AgentClient:
 
     def metrics(self) -> str:
         return self._call("GET", "/metrics")
+
+    def heartbeat(self) -> dict:
+        """Tell the agent the controller is still there: renews its dead-man timer, which reads
+        (``get``, ``runs``, ``metrics``) do not. A controller that keeps a run going for longer than
+        the agent's dead-man calls this more often than that."""
+        return self._call("POST", "/heartbeat")
+
+    def shutdown(self) -> dict:
+        """Stop all load and end the agent process."""
+        return self._call("POST", "/shutdown")
