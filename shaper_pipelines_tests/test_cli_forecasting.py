@@ -130,3 +130,70 @@ def test_replay_on_a_short_trace_tests_fewer_days_and_says_so(tmp_path):
     out = shaper("replay", "--trace", trace, "--no-prophet", "--plot", tmp_path / "r.png")
     assert out.returncode == 0, out.stderr
     assert "tested on 3" in out.stderr
+
+
+FAR = "timestamp,value\n2024-01-01T00:00:00Z,1\n2024-01-01T00:01:00Z,2\n2024-01-01T00:02:00Z,3\n2200-01-01T00:00:00Z,4\n"
+
+
+@pytest.mark.parametrize("command", [["forecast"], ["plan", "--capacity-per-instance", "5"]])
+def test_a_far_timestamp_is_refused_before_the_grid_is_made(command, tmp_path):
+    path = tmp_path / "far.csv"
+    path.write_text(FAR)
+    out = shaper(*command, "--history", path, "--horizon", "24h", "--output", tmp_path / "o.csv")
+    assert out.returncode == 2, out.stderr
+    assert "92,567,521 steps of 60s, above the limit of 2,000,000" in out.stderr
+    assert "remove timestamps far from the rest" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.parametrize("horizon, words", [("100000d", "beyond the maximum of 366 days"),
+                                            ("20d", "more than 4 times the history's 3 days")])
+def test_the_horizon_is_bounded(horizon, words, tmp_path):
+    index = pd.date_range("2026-11-01", periods=3 * 288, freq="5min", tz="UTC")
+    path = tmp_path / "h.csv"
+    pd.DataFrame({"timestamp": index.strftime("%Y-%m-%dT%H:%M:%SZ"), "value": 10.0}).to_csv(path, index=False)
+    for command in (["forecast"], ["plan", "--capacity-per-instance", "5"]):
+        out = shaper(*command, "--history", path, "--horizon", horizon, "--output", tmp_path / "o.csv")
+        assert out.returncode == 2 and words in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "o.csv").exists()
+
+
+def test_output_replaces_only_regular_files(tmp_path):
+    import threading
+
+    from shaper_pipelines.cli.output import replaces_atomically, write_output
+
+    regular = tmp_path / "r.csv"
+    assert replaces_atomically(regular)  # nothing there yet
+    regular.write_text("old")
+    assert replaces_atomically(regular)
+    assert not replaces_atomically("-") and not replaces_atomically("/dev/null")
+    link = tmp_path / "link.csv"
+    link.symlink_to(regular)
+    assert not replaces_atomically(link)
+    write_output("new\n", link)
+    assert link.is_symlink() and regular.read_text() == "new\n"
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert not replaces_atomically(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo).read()))
+    reader.start()
+    write_output("through the pipe\n", fifo)
+    reader.join(10)
+    assert got == ["through the pipe\n"] and fifo.exists() and not fifo.is_file()
+    write_output("discarded\n", "/dev/null")
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+    assert not list(tmp_path.glob(".*"))  # no temporary file left behind
+
+
+def test_forecast_writes_to_standard_output_and_to_dev_null(tmp_path):
+    index = pd.date_range("2026-11-01", periods=3 * 288, freq="5min", tz="UTC")
+    path = tmp_path / "h.csv"
+    pd.DataFrame({"timestamp": index.strftime("%Y-%m-%dT%H:%M:%SZ"), "value": 10.0}).to_csv(path, index=False)
+    out = shaper("forecast", "--history", path, "--horizon", "2h", "--output", "-")
+    assert out.returncode == 0 and out.stdout.startswith("timestamp,yhat"), out.stderr
+    out = shaper("forecast", "--history", path, "--horizon", "2h", "--output", "/dev/null")
+    assert out.returncode == 0, out.stderr
+    assert not os.path.isfile("/dev/null")

@@ -95,36 +95,36 @@ def _say(message: str) -> None:
     print(f"shaper: {message}", file=sys.stderr, flush=True)
 
 
-def _load(path: Path):
+def _load(path: Path, horizon):
+    """The regular history of ``path`` (its grid bounded by ``lib.history.MAX_GRID_STEPS``) and a
+    ``horizon`` checked against it (``lib.forecast.check_horizon``), before any model or plan."""
+    import pandas as pd
+
+    from shaper_pipelines.lib.forecast import check_horizon
     from shaper_pipelines.lib.history import load_history
 
+    check_horizon(horizon, step=60.0)  # the absolute bounds, before the file is read
     series, report = load_history(path)
+    step = pd.Timedelta(seconds=report.step_seconds)
+    check_horizon(horizon, report.step_seconds, series.index[-1] - series.index[0] + step)
     _say(f"{path.name}: {report.points} steps of {report.step_seconds:g}s "
          f"({series.index[0]:%Y-%m-%d %H:%M} .. {series.index[-1]:%Y-%m-%d %H:%M} UTC); {report.summary()}")
     return series
 
 
 def _write(frame, output: str) -> None:
-    import os
-    import tempfile
+    from shaper_pipelines.cli.output import write_output
 
     text = frame.to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%SZ", float_format="%.6g")
-    if output == "-":
-        sys.stdout.write(text)
-        return
-    # Written beside the target and renamed: a reader never sees half a file.
-    target = Path(output)
-    fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=f".{target.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, target)
-    _say(f"wrote {len(frame)} rows to {output}")
+    write_output(text, output)
+    if output != "-":
+        _say(f"wrote {len(frame)} rows to {output}")
 
 
 def _forecast(args) -> int:
     from shaper_pipelines.lib.forecast import calendar_inputs, forecast
 
-    series = _load(args.history)
+    series = _load(args.history, args.horizon)
     business = holidays = None
     if args.calendar:
         business, holidays = calendar_inputs(args.calendar.upper(), series.index[0], series.index[-1] + args.horizon)
@@ -140,7 +140,7 @@ def _forecast(args) -> int:
 def _plan(args) -> int:
     from shaper_pipelines.lib.planning import make_plan
 
-    series = _load(args.history)
+    series = _load(args.history, args.horizon)
     plan = make_plan(series, args.horizon, capacity_per_instance=args.capacity_per_instance,
                      target_utilization=args.target_utilization, warmup=args.warmup,
                      min_capacity=args.min_capacity, max_capacity=args.max_capacity,

@@ -174,8 +174,10 @@ def _export(args) -> int:
         else:
             profiles = [s.profile for s in store.list()]
     text = dump_profiles_yaml(profiles)
-    if args.output:
-        args.output.write_text(text)
+    if args.output and str(args.output) != "-":
+        from shaper_pipelines.cli.output import write_output
+
+        write_output(text, args.output)
         print(f"wrote {len(profiles)} profile(s) to {args.output}", file=sys.stderr)
     else:
         print(text, end="")

@@ -22,6 +22,13 @@ import pandas as pd
 PROFILE_DAYS = 7  # days a daily profile is taken over: one week evens out the weekday mix
 BACKTEST_DAYS = 4  # rolling origins, one a day, before the forecast's own origin
 QUANTILES = {"yhat_lower": 0.05, "p90": 0.90, "yhat_upper": 0.95}
+# How far ahead a forecast may reach. Day-ahead forecasting is what shaper does (the loop asks for
+# 48 h, a plan at most a week or two); a year is the absolute maximum, and at most this many times
+# the history's own length (a forecast further ahead than a few times what it learnt from repeats
+# its guess). Both are checked before anything is allocated: --horizon 100000d took 96 s and 3.8 GB.
+MAX_HORIZON = pd.Timedelta(days=366)
+MAX_HORIZON_STEPS = 2_000_000
+HORIZON_PER_HISTORY = 4
 
 
 class ForecastError(ValueError):
@@ -160,6 +167,28 @@ class Forecast:
         return self.mase < 1.0
 
 
+def check_horizon(horizon: pd.Timedelta, step: float, history_span: pd.Timedelta | None = None) -> int:
+    """The number of ``step`` steps in ``horizon``, or a ForecastError saying which bound it exceeds
+    and what to do: at most MAX_HORIZON, MAX_HORIZON_STEPS steps and, when ``history_span`` is
+    given, HORIZON_PER_HISTORY times the history's length."""
+    seconds = horizon.total_seconds()
+    if seconds > MAX_HORIZON.total_seconds():
+        raise ForecastError(f"horizon {_span(seconds)} is beyond the maximum of {MAX_HORIZON.days} days; "
+                            "ask for a shorter --horizon")
+    if history_span is not None and seconds > HORIZON_PER_HISTORY * history_span.total_seconds():
+        raise ForecastError(f"horizon {_span(seconds)} is more than {HORIZON_PER_HISTORY} times the history's "
+                            f"{_span(history_span.total_seconds())}; ask for a shorter --horizon or give more history")
+    n = int(seconds // step)
+    if n > MAX_HORIZON_STEPS:
+        raise ForecastError(f"horizon {_span(seconds)} is {n:,} steps of {step:g}s, above the limit of "
+                            f"{MAX_HORIZON_STEPS:,}; ask for a shorter --horizon")
+    return n
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds / 86400:,.0f} days" if seconds >= 2 * 86400 else f"{seconds / 3600:,.3g} h"
+
+
 def forecast(
     series: pd.Series,
     horizon: pd.Timedelta,
@@ -175,7 +204,7 @@ def forecast(
         raise ForecastError("history must be a complete regular series (regularise it first)")
     step = float((series.index[1] - series.index[0]).total_seconds())
     period = int(round(86400 / step))
-    n = int(horizon.total_seconds() // step)
+    n = check_horizon(horizon, step)
     if n < 1:
         raise ForecastError(f"horizon {horizon} is shorter than one step ({step:g}s)")
     if period < 2:

@@ -15,6 +15,10 @@ import numpy as np
 import pandas as pd
 
 MAX_FILE_BYTES = 512 * 1024 * 1024
+# The most steps a history is resampled to. Two million is a year at 15 s, three weeks at 1 s, or
+# 19 years at 5 minutes: far above any real export, while a 4-line file with one timestamp decades
+# away (which made 5.9 GB of grid, or a MemoryError) is refused before anything is allocated.
+MAX_GRID_STEPS = 2_000_000
 # A gap longer than this is left empty (and counted) rather than bridged by a straight line.
 DEFAULT_MAX_FILL = pd.Timedelta(hours=6)
 _NICE_STEPS = (1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
@@ -78,14 +82,15 @@ def read_history_csv(path: str | Path) -> pd.Series:
     return series[~unreadable.to_numpy()]
 
 
-def _ns(index: pd.DatetimeIndex) -> np.ndarray:
+def _seconds(index: pd.DatetimeIndex) -> np.ndarray:
     # pandas 3 keeps the resolution it parsed (seconds, microseconds...); asi8 is in that unit.
-    return index.as_unit("ns").asi8
+    # Microseconds reach the year 294,000; nanoseconds would overflow past 2262.
+    return index.as_unit("us").asi8 / 1e6
 
 
 def infer_step(index: pd.DatetimeIndex) -> float:
     """The sampling step in seconds: the median spacing, snapped to the nearest usual step."""
-    diffs = np.diff(_ns(index)) / 1e9
+    diffs = np.diff(_seconds(index))
     diffs = diffs[diffs > 0]
     if len(diffs) == 0:
         raise HistoryError("history needs at least two distinct timestamps")
@@ -112,7 +117,8 @@ def regularise(
     natural = infer_step(finite.index)
     step = float(step or natural)
     report.step_seconds = step
-    spacing = np.diff(_ns(finite.index)) / 1e9
+    check_grid(finite.index, step)
+    spacing = np.diff(_seconds(finite.index))
     report.uneven = bool(np.any(np.abs(spacing[spacing > 0] - natural) > 0.1 * natural))
     if report.uneven:
         report.notes.append(f"uneven spacing resampled to {step:g}s means")
@@ -133,6 +139,29 @@ def regularise(
     report.points = len(filled)
     filled.name = "value"
     return filled, report
+
+
+def check_grid(index: pd.DatetimeIndex, step: float, limit: int = MAX_GRID_STEPS) -> int:
+    """The number of ``step`` steps from the first to the last of ``index`` (sorted), or a
+    HistoryError saying how many, the limit and the fix, before any grid is allocated."""
+    seconds = _seconds(index[[0, -1]])
+    span = float(seconds[1] - seconds[0])
+    steps = int(span // step) + 1
+    if steps > limit:
+        inner = np.diff(_seconds(index))
+        far = int(np.argmax(inner))
+        hint = (f"a gap of {_span_words(float(inner[far]))} before {index[far + 1]:%Y-%m-%d %H:%M}; "
+                if inner[far] > span / 2 else "")
+        raise HistoryError(f"history from {index[0]:%Y-%m-%d %H:%M} to {index[-1]:%Y-%m-%d %H:%M} UTC is "
+                           f"{steps:,} steps of {step:g}s, above the limit of {limit:,}; {hint}remove timestamps "
+                           f"far from the rest or resample to a coarser step")
+    return steps
+
+
+def _span_words(seconds: float) -> str:
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:,.0f} days"
+    return f"{seconds / 3600:,.1f} hours"
 
 
 def load_history(path: str | Path, step: float | None = None) -> tuple[pd.Series, HistoryReport]:
