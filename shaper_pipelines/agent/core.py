@@ -111,7 +111,7 @@ class Agent:
 
     def _duration_within_cap(self, seconds: float) -> None:
         if seconds > self.limits.max_duration_s:
-            raise Refused(422, f"duration {seconds:g}s is above the cap of {self.limits.max_duration_s:g}s")
+            raise Refused(422, f"duration {seconds:,.0f}s is above the cap of {self.limits.max_duration_s:,.0f}s")
 
     def _peak_within_caps(self, resource: str, peak: float) -> None:
         caps = {"cpu": (1.0, "share of the allowed cores"), "memory": (self.limits.max_memory_mib, "MiB"),

@@ -68,7 +68,10 @@ def _agent(args) -> int:
         if owned and args.work_dir is None:
             work_dir.rmdir()
         raise
-    serve(agent, args.host, args.port, request_timeout)
+    try:
+        serve(agent, args.host, args.port, request_timeout)
+    finally:  # also when serving never started (the port is taken): the temp dir goes too
+        agent.close()
     return 0
 
 
