@@ -64,21 +64,12 @@ def _store(args):
     return ProfileStore(normalise_url(args.db) if args.db else database_url())
 
 
-def _validated(paths):
-    """Files and profiles of ``paths``, each profile also rendered whole at the 1 s step an agent
-    follows, so what would fail mid-run (a division by zero between coarser grid points) is
-    refused here and never stored."""
-    from shaper_pipelines.lib.profile import validate_render
+def _validate(args) -> int:
     from shaper_pipelines.store.loading import validate_paths
 
-    files, profiles = validate_paths(paths)
-    for p in profiles:
-        validate_render(p)
-    return files, profiles
-
-
-def _validate(args) -> int:
-    files, profiles = _validated(args.paths)
+    # Each file's profiles are rendered whole at the 1 s step an agent follows
+    # (lib.profile.load_profiles_file), so what would fail mid-run is refused here.
+    files, profiles = validate_paths(args.paths)
     for p in profiles:
         print(f"ok  {p.profile_id:<34} {p.resource_type.value:<10} {p.load_pattern.kind:<11} "
               f"{format_duration(p.duration):>7}  v#{p.content_hash}")
@@ -158,7 +149,6 @@ def _render(args) -> int:
 def _import(args) -> int:
     from shaper_pipelines.store.loading import load_into_store
 
-    _validated(args.paths)  # before the store is opened: a refused file leaves no database behind
     with _store(args) as store:
         report = load_into_store(args.paths, store, created_by=args.actor)
     for r in report.results:

@@ -181,10 +181,9 @@ class ProfileStore(Database):
             try:
                 out.append(_stored(row))
             except (ValueError, TypeError, KeyError) as exc:  # ProfileError and JSON errors are ValueErrors
-                reason = " ".join(str(exc).split())[:300]
+                reason = " ".join(getattr(exc, "reason", str(exc)).split())[:300]
                 self.skipped.append((row["profile_id"], row["version"], reason))
-                log.warning("profile store: skipped profile %r version %s, which no longer parses: %s",
-                            row["profile_id"], row["version"], reason)
+                log.warning("profile store: skipped profile %r: %s", row["profile_id"], reason)
         return out
 
     # -- series -------------------------------------------------------------------------------
@@ -243,8 +242,9 @@ def _stored(row) -> StoredProfile:
     try:
         profile = parse_profile(json.loads(row["definition"]))
     except ProfileError as exc:
-        raise ProfileError(f"stored version {row['version']} no longer parses: {exc.reason}",
-                           profile_id=row["profile_id"], field=exc.field) from None
+        where = f" (field {exc.field})" if exc.field else ""
+        raise ProfileError(f"stored version {row['version']} no longer parses{where}: {exc.reason}",
+                           profile_id=row["profile_id"]) from None
     except ValueError as exc:
         raise ProfileError(f"stored version {row['version']} is not JSON: {exc}", profile_id=row["profile_id"]) from None
     return StoredProfile(

@@ -252,3 +252,21 @@ def test_validation_of_a_week_at_one_second_is_fast():
     began = time.perf_counter()
     validate_render(p)
     assert time.perf_counter() - began < 2.0
+
+
+def test_a_profile_file_is_validated_at_one_second_within_a_budget(tmp_path):
+    from shaper_pipelines.lib.profile import MAX_VALIDATION_POINTS
+
+    path = tmp_path / "between.yaml"
+    path.write_text("profile_id: p1\nresource_type: cpu\nduration: 1d\n"
+                    "load_pattern: {kind: custom, expression: 'abs(1/(hour-3.5))'}\n")
+    with pytest.raises(ProfileError, match="division by zero at t=12600") as err:
+        load_profiles_file(path)
+    assert "between.yaml" in str(err.value)
+    assert load_profiles_file(path, validate=False)[0].profile_id == "p1"
+    many = tmp_path / "many.yaml"
+    count = MAX_VALIDATION_POINTS // (400 * 86400) + 1
+    many.write_text("".join(f"- {{profile_id: p{i}, resource_type: cpu, duration: 400d, "
+                            "load_pattern: {kind: constant, level: 1}}\n" for i in range(count)))
+    with pytest.raises(ProfileError, match="over the budget"):
+        load_profiles_file(many)
