@@ -53,8 +53,10 @@ def select(
     slots: dict[str, int],
     requested: set[str] | None = None,
 ) -> list[Decision]:
-    """Decide for each ``(profile, version)``: due by a trigger (or ``requested`` by id), then
-    highest priority first while the fleet has a free slot for its resource."""
+    """Decide for each ``(profile, version)``: due by a trigger, or, when ``requested`` names ids,
+    exactly those (an operator who names what to rehearse means only that: a cron firing at the
+    same hour must not add a 90-minute backup to an 8-second check); then highest priority first
+    while the fleet has a free slot for its resource."""
     due: list[tuple[Profile, int, str]] = []
     decisions: list[Decision] = []
     for profile, version in profiles:
@@ -85,6 +87,8 @@ def _due(profile: Profile, now: datetime, window_s: float, events: set[str],
          evaluate_metric: Callable[[str], bool | None], requested: set[str]) -> str:
     if profile.profile_id in requested:
         return "due: requested by id"
+    if requested:
+        return "not requested: this run rehearses only the profiles named"
     if not profile.trigger_conditions:
         return "no trigger conditions: runs only when requested by id"
     notes = []

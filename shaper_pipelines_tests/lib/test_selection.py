@@ -87,3 +87,12 @@ def test_a_profile_whose_trigger_cannot_be_evaluated_is_skipped_and_the_others_a
     assert d["good"].chosen
     assert not d["never"].chosen and d["never"].why.startswith("skipped")
     assert "'never'" in caplog.text
+
+
+def test_naming_profiles_rehearses_only_those_even_when_a_trigger_fires():
+    # The main job names its 8-second rehearsal; at 02:xx UTC the nightly backup's cron had fired
+    # too, and the 90-minute backup was sent along (and refused by the local agent's cap).
+    profiles = [p("named"), p("backup", triggers=[{"kind": "event", "event": "go"}])]
+    d = decide(profiles, events={"go"}, requested={"named"})
+    assert d["named"].chosen
+    assert not d["backup"].chosen and "only the profiles named" in d["backup"].why

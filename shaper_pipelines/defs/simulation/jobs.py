@@ -10,7 +10,7 @@ from shaper_pipelines.resources.metrics_source import MetricsSourceResource
 
 
 class SelectionConfig(dg.Config):
-    profile_ids: list[str] = []  # rehearse these whatever their triggers say
+    profile_ids: list[str] = []  # rehearse these, and only these, whatever their triggers say
     events: list[str] = []  # external events that have arrived (the event sensor fills this)
     window_minutes: float = 60.0  # a cron trigger is due if it fired this recently
     intensity: float = 1.0  # scales every chosen profile
