@@ -14,7 +14,8 @@ _REMEMBER = 500  # run keys kept in the cursor
 @dg.sensor(asset_selection=[simulation_results], minimum_interval_seconds=30,
            default_status=dg.DefaultSensorStatus.RUNNING,
            description="Collects each rehearsal once it has ended (or its agent stopped answering) into "
-                       "simulation_results. On by default: it only reads from the agents.")
+                       "simulation_results, and keeps running ones alive (the agents' dead-man timer). "
+                       "On by default: it starts no load.")
 def agent_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource, fleet: AgentFleetResource):
     """Polls the agents for every dispatched run; one run request (run_key = the agent's run id)
     per run that has ended or whose agent stopped answering."""
@@ -28,7 +29,12 @@ def agent_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource
     ended, still_running = [], 0
     for run in pending:
         try:
-            status = fleet.client_for(run["agent_url"]).get(run["run_key"])["status"]
+            client = fleet.client_for(run["agent_url"])
+            status = client.get(run["run_key"])["status"]
+            if status == "running":
+                # The controller is alive and still wants this run: renew the agent's dead-man
+                # timer (reads alone no longer do, so a dead daemon's rehearsals stop by themselves).
+                client.heartbeat()
         except (AgentUnreachable, AgentError):
             status = "unreachable"
         if status == "running":
