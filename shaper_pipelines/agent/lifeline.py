@@ -10,6 +10,11 @@ thing in the worker), Locust started by the agent (through this module as a wrap
 ``python -m shaper_pipelines.agent.lifeline <agent pid> locust ...``: no ``preexec_fn`` in the
 multi-threaded agent) and the workers Locust forks for ``--processes`` (an at-fork hook in the
 locustfile: their parent is the Locust master, which dies with the agent).
+
+Linux sends the signal when the *thread* that created the child ends, not only the process. The
+agent therefore creates a run's load processes in that run's own thread (``Agent._drive``), which
+lives exactly as long as the run: never from a request handler's pooled thread, which may retire
+while the run goes on.
 """
 
 from __future__ import annotations
