@@ -15,6 +15,18 @@ PROJECT = Path(__file__).resolve().parent.parent
 REAL_DATA = PROJECT / "data" / "real"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind(tmp_path_factory):
+    """Tests leave no process behind: after the last test (and every other session fixture's
+    teardown), nothing may still run in this session's temporary directories."""
+    yield
+    from shaper_pipelines_tests.services.leftovers import left_behind
+
+    leftovers = left_behind(tmp_path_factory.getbasetemp())
+    assert not leftovers, "processes left running by the tests (now killed): " + "; ".join(
+        f"{pid}: {cmd[:200]}" for pid, cmd in leftovers.items())
+
+
 @pytest.fixture(scope="session")
 def postgres():
     server = start_postgres()
