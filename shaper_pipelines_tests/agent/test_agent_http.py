@@ -5,29 +5,19 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import urllib.request
 
 import numpy as np
 import pytest
 
 from shaper_pipelines_tests.agent.test_agent_safety import AgentProcess, wait_for
+from shaper_pipelines_tests.services.http_target import http_target, served
 from shaper_pipelines_tests.services.postgres import free_port
 
 
 @pytest.fixture
 def target():
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "shaper_pipelines_tests.services.http_target", str(port)],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "serving"
-    yield f"http://127.0.0.1:{port}"
-    proc.kill()
-    proc.wait()
-
-
-def served(url: str) -> int:
-    with urllib.request.urlopen(f"{url}/count", timeout=5) as r:
-        return int(r.read())
+    with http_target() as url:
+        yield url
 
 
 def test_arrival_rate_follows_a_ramp_on_locust_master_and_workers(tmp_path, target):

@@ -17,7 +17,12 @@ from shaper_pipelines.resources.fleet import AgentFleetResource
 from shaper_pipelines.resources.metrics_source import MetricsSourceResource
 from shaper_pipelines.store.profile_store import ProfileStore
 from shaper_pipelines.store.simulation_store import SimulationStore
-from shaper_pipelines_tests.agent.test_agent_safety import TOKEN, AgentProcess, alive, wait_for
+from shaper_pipelines_tests.agent.test_agent_safety import (
+    TOKEN,
+    AgentProcess,
+    alive,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -149,43 +154,31 @@ def test_the_event_feed_sensor_launches_once_per_new_batch(tmp_path, monkeypatch
 
 
 def test_network_rehearsals_run_against_the_configured_url(two_agents, tmp_path):
-    import subprocess
-    import sys
+    from shaper_pipelines_tests.services.http_target import http_target, served
 
-    from shaper_pipelines_tests.agent.test_agent_http import served
-    from shaper_pipelines_tests.services.postgres import free_port
-
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "shaper_pipelines_tests.services.http_target", str(port)],
-                              stdout=subprocess.PIPE, text=True)
-    assert server.stdout.readline().strip() == "serving"
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     with ProfileStore(url) as store:
         store.put(parse_profile({"profile_id": "api-burst", "resource_type": "network_io", "duration": "6s",
                                  "load_pattern": {"kind": "constant", "level": 100},
                                  "trigger_conditions": [{"kind": "event", "event": "launch"}]}))
     defs = definitions(url, two_agents)
-    try:
-        with dg.instance_for_test() as instance:
-            skipped = defs.resolve_job_def("load_simulation_job").execute_in_process(
-                instance=instance, run_config={"ops": {"select_profiles": {"config": {"events": ["launch"]}}}})
-            assert skipped.output_for_node("simulate") == []  # no URL: nothing to send requests to
-            result = defs.resolve_job_def("load_simulation_job").execute_in_process(
-                instance=instance, run_config={"ops": {"select_profiles": {"config": {
-                    "events": ["launch"], "http_target": f"http://127.0.0.1:{port}/"}}}})
-            keys = result.output_for_node("simulate")
-            assert len(keys) == 2
-            wait_for(lambda: isinstance(tick(defs, instance)[0], dg.SensorResult), 20)
-            results = collect(defs, instance, keys)
-            assert all(m["status"] == "finished" and m["seconds"] == 6 for m in results.values())
-            # The requests reached the configured URL, and the server counted what the agents
-            # recorded as achieved. How closely achieved follows 50 req/s per agent is the agent
-            # tests' concern; on a loaded 2-core CI machine it can fall short, so it is not judged here.
-            with SimulationStore(url) as sims:
-                recorded = sum(float(sims.samples(k)["achieved"].sum()) for k in keys)
-            count = served(f"http://127.0.0.1:{port}")
-            assert count > 0.25 * 100 * 6, count
-            assert abs(count - recorded) <= 0.2 * recorded + 20, (count, recorded)
-    finally:
-        server.kill()
-        server.wait()
+    with http_target() as target, dg.instance_for_test() as instance:
+        skipped = defs.resolve_job_def("load_simulation_job").execute_in_process(
+            instance=instance, run_config={"ops": {"select_profiles": {"config": {"events": ["launch"]}}}})
+        assert skipped.output_for_node("simulate") == []  # no URL: nothing to send requests to
+        result = defs.resolve_job_def("load_simulation_job").execute_in_process(
+            instance=instance, run_config={"ops": {"select_profiles": {"config": {
+                "events": ["launch"], "http_target": f"{target}/"}}}})
+        keys = result.output_for_node("simulate")
+        assert len(keys) == 2
+        wait_for(lambda: isinstance(tick(defs, instance)[0], dg.SensorResult), 20)
+        results = collect(defs, instance, keys)
+        assert all(m["status"] == "finished" and m["seconds"] == 6 for m in results.values())
+        # The requests reached the configured URL, and the server counted what the agents
+        # recorded as achieved. How closely achieved follows 50 req/s per agent is the agent
+        # tests' concern; on a loaded 2-core CI machine it can fall short, so it is not judged here.
+        with SimulationStore(url) as sims:
+            recorded = sum(float(sims.samples(k)["achieved"].sum()) for k in keys)
+        count = served(target)
+        assert count > 0.25 * 100 * 6, count
+        assert abs(count - recorded) <= 0.2 * recorded + 20, (count, recorded)

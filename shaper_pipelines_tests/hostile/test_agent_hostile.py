@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from shaper_pipelines_tests.hostile.limits import MEGABYTES, SECONDS
+from shaper_pipelines_tests.services.http_target import http_target, served
 from shaper_pipelines_tests.services.postgres import free_port
 from shaper_pipelines_tests.services.processes import end_process
 
@@ -153,23 +154,14 @@ def agent(tmp_path):
 
 @pytest.fixture
 def target():
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "shaper_pipelines_tests.services.http_target", str(port)],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "serving"
-    yield f"http://127.0.0.1:{port}"
-    end_process(proc)
+    with http_target() as url:
+        yield url
 
 
 def locust_master(agent: Agent, run_id: str) -> int:
     """The Locust master's pid, once the run's generator has started it."""
     wait_for(lambda: agent.call("GET", f"/runs/{run_id}")[1]["pids"], 30, "Locust started")
     return agent.call("GET", f"/runs/{run_id}")[1]["pids"][0]
-
-
-def served(url: str) -> int:
-    with urllib.request.urlopen(f"{url}/count", timeout=5) as r:
-        return int(r.read())
 
 
 # -- refused early and cheaply ------------------------------------------------------------------
