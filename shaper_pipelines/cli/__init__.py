@@ -59,25 +59,21 @@ def _ui(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from shaper_pipelines.lib.expr import ExpressionError
-    from shaper_pipelines.lib.forecast import ForecastError
-    from shaper_pipelines.lib.history import HistoryError
-    from shaper_pipelines.lib.planning import PlanError
-    from shaper_pipelines.lib.profile import ProfileError
-    from shaper_pipelines.store.profile_store import ProfileNotFound
-
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ProfileError, ExpressionError, HistoryError, ForecastError, PlanError) as exc:
+    except (ValueError, OSError) as exc:
+        # Every error of shaper's that a user can fix (ProfileError, ExpressionError, HistoryError,
+        # ForecastError, PlanError) is a ValueError: one line, exit 2.
         print(f"shaper: error: {exc}", file=sys.stderr)
         return 2
-    except ProfileNotFound as exc:
+    except LookupError as exc:
+        # ProfileNotFound, looked up only if its module was imported (it must have been, to be
+        # raised): importing the store (SQLAlchemy) just to name it slowed every command.
+        store = sys.modules.get("shaper_pipelines.store.profile_store")
+        if store is None or not isinstance(exc, store.ProfileNotFound):
+            raise
         print(f"shaper: error: {exc}", file=sys.stderr)
         return 3
-    except (ValueError, OSError) as exc:
-        print(f"shaper: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
-

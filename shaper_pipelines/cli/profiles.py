@@ -8,9 +8,9 @@ import json
 import sys
 from pathlib import Path
 
-from shaper_pipelines.lib.durations import format_duration, parse_duration
-from shaper_pipelines.lib.profile import dump_profiles_yaml, load_profiles_file, render
-from shaper_pipelines.lib.timegrid import to_epoch_seconds
+# The profile library (pandas, numpy, the YAML and expression machinery) is imported inside the
+# commands that use it: every `shaper` command builds this parser, and importing it here cost each
+# of them, `--help` included, about a second.
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -65,6 +65,7 @@ def _store(args):
 
 
 def _validate(args) -> int:
+    from shaper_pipelines.lib.durations import format_duration
     from shaper_pipelines.store.loading import validate_paths
 
     # Each file's profiles are rendered whole at the 1 s step an agent follows
@@ -98,6 +99,8 @@ def _list(args) -> int:
 
 
 def _show(args) -> int:
+    from shaper_pipelines.lib.profile import dump_profiles_yaml
+
     with _store(args) as store:
         s = store.get(args.profile_id, args.version)
     print(f"# version {s.version} ({s.content_hash}), stored {s.created_at:%Y-%m-%d %H:%M:%S} UTC by {s.created_by}")
@@ -106,6 +109,10 @@ def _show(args) -> int:
 
 
 def _render(args) -> int:
+    from shaper_pipelines.lib.durations import format_duration, parse_duration
+    from shaper_pipelines.lib.profile import load_profiles_file, render
+    from shaper_pipelines.lib.timegrid import to_epoch_seconds
+
     source = Path(args.profile)
     if source.suffix in (".yaml", ".yml", ".json") and source.exists():
         profiles = load_profiles_file(source)
@@ -158,6 +165,8 @@ def _import(args) -> int:
 
 
 def _export(args) -> int:
+    from shaper_pipelines.lib.profile import dump_profiles_yaml
+
     with _store(args) as store:
         if args.profile_ids:
             profiles = [store.get(pid).profile for pid in args.profile_ids]
