@@ -8,9 +8,16 @@ import json
 import sys
 from pathlib import Path
 
+from shaper_pipelines.cli.output import write_output
+
 # The profile library (pandas, numpy, the YAML and expression machinery) is imported inside the
 # commands that use it: every `shaper` command builds this parser, and importing it here cost each
 # of them, `--help` included, about a second.
+
+# Points `profiles render` makes at most: a week at 1 s is 604,800, a year at 1 min 525,600. The
+# library's own bound (what an agent may follow) is far larger; as a CSV and a plot, 50 million
+# points are gigabytes nobody reads.
+MAX_CLI_RENDER_POINTS = 2_000_000
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -131,16 +138,11 @@ def _render(args) -> int:
         start = to_epoch_seconds(float(args.start) if args.start.replace(".", "", 1).isdigit() else args.start)
     step = parse_duration(args.step)
     duration = parse_duration(args.duration) if args.duration else None
-    rendered = render(profile, start=start, step=step, duration=duration)
+    rendered = render(profile, start=start, step=step, duration=duration, max_points=MAX_CLI_RENDER_POINTS)
     if args.csv:
         frame = rendered.to_frame()
         frame["timestamp"] = frame["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-        out = sys.stdout if str(args.csv) == "-" else open(args.csv, "w", newline="")
-        try:
-            frame.to_csv(out, index=False, quoting=csv.QUOTE_MINIMAL)
-        finally:
-            if out is not sys.stdout:
-                out.close()
+        write_output(frame.to_csv(index=False, quoting=csv.QUOTE_MINIMAL), args.csv)
     if args.png:
         from shaper_pipelines.lib.plots import profile_plot_png
 
@@ -174,8 +176,6 @@ def _export(args) -> int:
             profiles = [s.profile for s in store.list()]
     text = dump_profiles_yaml(profiles)
     if args.output and str(args.output) != "-":
-        from shaper_pipelines.cli.output import write_output
-
         write_output(text, args.output)
         print(f"wrote {len(profiles)} profile(s) to {args.output}", file=sys.stderr)
     else:

@@ -304,15 +304,17 @@ class Rendered:
         return pd.DataFrame({"timestamp": pd.to_datetime(self.timestamps, unit="s", utc=True), "value": self.values})
 
 
-def render(profile: Profile, start: Any = 0.0, step: float = 1.0, duration: float | None = None) -> Rendered:
+def render(profile: Profile, start: Any = 0.0, step: float = 1.0, duration: float | None = None,
+           max_points: int = MAX_RENDER_POINTS) -> Rendered:
     """The profile's target intensity (``scaling_factor`` applied) from ``start`` every ``step``
-    seconds for its duration (or ``duration``). Refuses values that are not finite or negative,
-    naming the first such point, so no NaN ever reaches a store or an agent."""
+    seconds for its duration (or ``duration``), at most ``max_points`` points. Refuses values that
+    are not finite or negative, naming the first such point, so no NaN ever reaches a store or an
+    agent."""
     span = profile.duration if duration is None else float(duration)
     if step <= 0:
         raise ProfileError("step must be positive", profile_id=profile.profile_id)
-    if span / step > MAX_RENDER_POINTS:
-        raise ProfileError(f"rendering would make more than {MAX_RENDER_POINTS:,} points; use a coarser step",
+    if span / step > max_points:
+        raise ProfileError(f"rendering {span / step:,.0f} points is more than {max_points:,}; use a coarser step",
                            profile_id=profile.profile_id)
     grid = TimeGrid.regular(to_epoch_seconds(start), span, step)
     values = _render_checked(profile, grid)

@@ -141,6 +141,15 @@ def test_a_hostile_profile_file_is_refused_and_nothing_is_stored(home, tmp_path,
         assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed.stderr
 
 
+def test_rendering_too_many_points_is_refused_before_any_is_made(home, tmp_path):
+    # 400 days at 1 s would be 34.6 million points: gigabytes of CSV and plot nobody reads.
+    path = tmp_path / "long.yaml"
+    path.write_text(_profile(duration="400d"))
+    refused(home, "profiles render 400 days at 1 s", "profiles", "render", path, "--step", "1s", "--csv",
+            tmp_path / "out.csv", mentions="use a coarser step")
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_an_unknown_profile_id_is_exit_3(home):
     refused(home, "profiles show: unknown profile id", "profiles", "show", "no-such-profile", exit_code=3,
             mentions="not in the store")
