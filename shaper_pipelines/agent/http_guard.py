@@ -1,5 +1,6 @@
 """What stands between the agent and a hostile network: time limits on connections and requests,
-and a request body read within a size, a time and a nesting budget.
+and a request body read within a time and a nesting budget (its size is capped before it is read
+by ``shaper_pipelines.body_limit``, as the control API's is).
 
 uvicorn's h11 protocol answers a malformed request (``Content-Length: abc``, a header block over
 ``h11_max_incomplete_event_size``) with a 400 by itself, and closes an idle keep-alive connection
@@ -15,7 +16,6 @@ import json
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-MAX_BODY = 1024 * 1024  # the largest profile is 256 KiB as stored; room for the JSON around it
 MAX_DEPTH = 64  # a profile nests a few levels; this bounds what the profile parser recurses into
 
 
@@ -84,23 +84,15 @@ def _depth_within(data, limit: int) -> bool:
     return True
 
 
-async def read_json(receive_body, content_length: str | None, timeout: float) -> dict:
-    """The request's JSON object, or ``BadRequest``: 413 over ``MAX_BODY`` (from the declared
-    length before reading anything, else while reading), 408 past ``timeout``, 400 for anything
-    that is not a JSON object within ``MAX_DEPTH`` levels. ``receive_body`` is an async iterator
-    of body chunks (Starlette's ``request.stream()``)."""
-    if content_length is not None:
-        if not content_length.isdigit():  # h11 already refuses this; kept for other servers
-            raise BadRequest(400, "Content-Length is not a number")
-        if int(content_length) > MAX_BODY:
-            raise BadRequest(413, f"body larger than {MAX_BODY} bytes")
+async def read_json(receive_body, timeout: float) -> dict:
+    """The request's JSON object, or ``BadRequest``: 408 past ``timeout``, 400 for anything that
+    is not a JSON object within ``MAX_DEPTH`` levels. ``receive_body`` is an async iterator of body
+    chunks (Starlette's ``request.stream()``), already capped in size by the body-limit middleware."""
 
     async def collect() -> bytes:
         body = bytearray()
         async for chunk in receive_body:
             body += chunk
-            if len(body) > MAX_BODY:
-                raise BadRequest(413, f"body larger than {MAX_BODY} bytes")
         return bytes(body)
 
     try:

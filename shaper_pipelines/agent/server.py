@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from shaper_pipelines.agent.core import Agent, Limits, Refused, Run  # noqa: F401  (the agent's API)
 from shaper_pipelines.agent.http_guard import BadRequest, DeadlineH11Protocol, read_json
 from shaper_pipelines.agent.metrics import CONTENT_TYPE, exposition
+from shaper_pipelines.body_limit import BodyLimitMiddleware
 
 log = logging.getLogger("shaper.agent")
 
@@ -68,7 +69,7 @@ def build_app(agent: Agent, request_exit=lambda: None, request_timeout: float = 
     app = FastAPI(title="shaper agent", openapi_url=None, docs_url=None, redoc_url=None)
 
     async def body(request: Request) -> dict:
-        return await read_json(request.stream(), request.headers.get("content-length"), request_timeout)
+        return await read_json(request.stream(), request_timeout)
 
     @app.exception_handler(Refused)
     @app.exception_handler(BadRequest)
@@ -130,7 +131,8 @@ def build_app(agent: Agent, request_exit=lambda: None, request_timeout: float = 
         request_exit()
         return JSONResponse({"stopping": stopping}, status_code=202)
 
-    return _bearer_guard(app, agent)
+    # The token first (a caller without it learns nothing, not even the body limit), then the size.
+    return _bearer_guard(BodyLimitMiddleware(app, error_key="error"), agent)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -34,7 +34,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shaper_pipelines.api import models as m
-from shaper_pipelines.api.body_limit import BodyLimitMiddleware
+from shaper_pipelines.body_limit import BodyLimitMiddleware
 from shaper_pipelines.api.dagster import DagsterError, DagsterLauncher, DagsterTarget
 
 TOKEN_VAR = "SHAPER_API_TOKEN"

@@ -231,6 +231,22 @@ def test_a_50_mb_body_is_a_413_without_being_read_into_memory(agent):
     assert outcome["peak_mb"] <= MEGABYTES
 
 
+def test_a_chunked_body_past_the_limit_is_a_413_as_it_streams(agent):
+    # No Content-Length to refuse from: the limit is counted as the chunks arrive.
+    chunk = b"x" * (256 * 1024)
+
+    def send():
+        with socket.create_connection(("127.0.0.1", agent.port), timeout=10) as s:
+            s.sendall((f"POST /runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                       "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").encode())
+            body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(8)) + b"0\r\n\r\n"
+            threading.Thread(target=lambda: _send_quietly(s, body), daemon=True).start()
+            return read_response(s)
+
+    outcome = refused(agent, 413, send, "larger than")
+    assert outcome["peak_mb"] <= MEGABYTES
+
+
 def _send_quietly(s: socket.socket, data: bytes) -> None:
     try:
         s.sendall(data)

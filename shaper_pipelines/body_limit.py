@@ -1,4 +1,5 @@
-"""A cap on request bodies, enforced before anything parses them.
+"""A cap on request bodies, enforced before anything parses them: the control API and the load
+agent both sit behind it.
 
 A pure ASGI middleware: a declared ``Content-Length`` above the cap is answered 413 at once, without
 reading a byte of the body; a body sent without a length (chunked) is counted as it streams and
@@ -12,8 +13,9 @@ import json
 
 from starlette.exceptions import HTTPException
 
-# The control API's requests are a few profile ids, an intensity, a mode: a few kB. A megabyte is
-# hundreds of times that, and small enough that a refused body costs nothing.
+# The control API's requests are a few profile ids, an intensity, a mode: a few kB; an agent's
+# largest is a profile (at most 256 KiB as stored) with the JSON around it. A megabyte is room for
+# both, and small enough that a refused body costs nothing.
 MAX_BODY_BYTES = 1024 * 1024
 
 
@@ -25,8 +27,8 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body larger than {limit:,} bytes")
 
 
-async def _answer(send, status: int, message: str) -> None:
-    body = json.dumps({"detail": message}).encode()
+async def _answer(send, status: int, message: str, key: str) -> None:
+    body = json.dumps({key: message}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
@@ -34,8 +36,11 @@ async def _answer(send, status: int, message: str) -> None:
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES):
-        self.app, self.max_bytes = app, max_bytes
+    """``error_key`` names the field of the JSON error: ``detail`` as FastAPI answers (the API),
+    ``error`` as the agent answers everything else."""
+
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES, error_key: str = "detail"):
+        self.app, self.max_bytes, self.error_key = app, max_bytes, error_key
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -45,11 +50,11 @@ class BodyLimitMiddleware:
         if declared:
             text = declared[0].decode("latin-1").strip()
             if len(declared) > 1 or not text.isdigit() or len(text) > 18:
-                await _answer(send, 400, "Content-Length must be one whole number of bytes")
+                await _answer(send, 400, "Content-Length must be one whole number of bytes", self.error_key)
                 return
             if int(text) > self.max_bytes:
                 await _answer(send, 413, f"request body of {int(text):,} bytes is larger than the limit of "
-                                         f"{self.max_bytes:,} bytes")
+                                         f"{self.max_bytes:,} bytes", self.error_key)
                 return
         seen = 0
         started = False
@@ -74,4 +79,4 @@ class BodyLimitMiddleware:
         except BodyTooLarge as exc:
             if started:
                 raise
-            await _answer(send, 413, exc.detail)
+            await _answer(send, 413, exc.detail, self.error_key)
