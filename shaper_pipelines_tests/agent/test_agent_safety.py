@@ -6,9 +6,9 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
-import statistics
 import time
 import urllib.error
 import urllib.request
@@ -76,13 +76,14 @@ def alive(pid: int) -> bool:
         return False
 
 
-def wait_for(predicate, timeout: float) -> float:
+def wait_for(predicate, timeout: float, what: str = "") -> float:
+    """Seconds until ``predicate()`` holds; an AssertionError naming ``what`` past ``timeout``."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if predicate():
             return time.monotonic() - started
         time.sleep(0.05)
-    raise AssertionError(f"not within {timeout}s")
+    raise AssertionError(f"{what + ': ' if what else ''}not within {timeout}s")
 
 
 def test_token_allow_list_and_caps_are_enforced(agent):

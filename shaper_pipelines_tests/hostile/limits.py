@@ -107,6 +107,14 @@ def startup_seconds(argv: tuple[str, ...] = tuple(LOADING)) -> float:
     return statistics.median(run_limited(list(argv)).seconds for _ in range(3))
 
 
+def server_megabytes(pid: int) -> float:
+    """The peak resident memory (VmHWM) of a server process still running: what a case cost it."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for pid {pid}")
+
+
 def assert_refused(outcome: Outcome, *, startup: float | None = None, exit_code: int | None = 2,
                    mentions: str | None = None) -> None:
     """Refused fast, small and clearly: the exit code, one line on stderr naming the problem and

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from shaper_pipelines_tests.hostile.limits import MEGABYTES, SECONDS
+from shaper_pipelines_tests.agent.test_agent_safety import wait_for
+from shaper_pipelines_tests.hostile.limits import MEGABYTES, SECONDS, server_megabytes
 from shaper_pipelines_tests.services.http_target import http_target, served
 from shaper_pipelines_tests.services.postgres import free_port
 from shaper_pipelines_tests.services.processes import end_process
@@ -45,15 +46,6 @@ def group_members(pgid: int) -> list[int]:
             if int(fields[2]) == pgid and fields[0] != "Z":
                 found.append(int(entry.name))
     return found
-
-
-def wait_for(predicate, timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout}s")
 
 
 class Agent:
@@ -89,10 +81,7 @@ class Agent:
             return read_response(s)
 
     def peak_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        raise AssertionError("no VmHWM")
+        return server_megabytes(self.proc.pid)
 
     def threads(self) -> int:
         return len(list(Path(f"/proc/{self.proc.pid}/task").iterdir()))

@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 
 from shaper_pipelines_tests.api.conftest import shaper_env
-from shaper_pipelines_tests.hostile.limits import MEGABYTES, SECONDS
+from shaper_pipelines_tests.hostile.limits import MEGABYTES, SECONDS, server_megabytes
 from shaper_pipelines_tests.services.postgres import free_port
 from shaper_pipelines_tests.services.processes import end_process
 
@@ -46,9 +46,7 @@ class Api:
         raise AssertionError(f"the API did not answer within 60 s:\n{self.log.read_text()}")
 
     def peak_megabytes(self) -> float:
-        with open(f"/proc/{self.proc.pid}/status") as fh:
-            line = next(line for line in fh if line.startswith("VmHWM:"))
-        return int(line.split()[1]) / 1024
+        return server_megabytes(self.proc.pid)
 
     def raw(self, head: str, body_chunks, *, chunked: bool = False) -> tuple[float, bytes, int]:
         """Send ``head`` and then body chunks until the server answers; the seconds from the head to

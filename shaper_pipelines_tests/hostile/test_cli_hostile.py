@@ -17,7 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from shaper_pipelines_tests.hostile.limits import SHAPER, Outcome, assert_refused, run_limited
+from shaper_pipelines_tests.hostile.limits import (
+    SHAPER,
+    Outcome,
+    assert_refused,
+    run_limited,
+)
 
 PROFILE = """profile_id: {pid}
 resource_type: cpu
