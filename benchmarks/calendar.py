@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import REAL_DATA, publish
-from shaper_pipelines.lib.forecast import calendar_inputs, fit_prophet, Context, forecast
+from shaper_pipelines.lib.forecast import Context, calendar_inputs, fit_prophet, forecast
 from shaper_pipelines.lib.history import read_history_csv, regularise
 
 TRACE = REAL_DATA / "bike" / "capital_bikeshare_hourly.csv"
@@ -172,21 +172,22 @@ def ratio(day: Day, method: str) -> float:
 
 def report(days: list[Day], wall: float) -> str:
     lines = [
-        f"Day-ahead forecasts of hourly bike rentals in Washington D.C. (`data/real/bike`), one origin at each "
+        (f"Day-ahead forecasts of hourly bike rentals in Washington D.C. (`data/real/bike`), one origin at each "
         f"judged day's local midnight (the file's naive timestamps are D.C. wall-clock time; shaper reads them "
         f"as UTC, so its days are the local days). Days: the {sum(d.kind == 'holiday' for d in days)} D.C. public "
         f"holidays in the series with two weeks of history (`holidays`, US subdiv DC, observed days included), "
-        f"the day after each, and the other days of the same Monday-Sunday weeks (weekends included). MAE over the day's hours "
-        f"present in the source, against seasonal naive's (the same hour a week earlier); lower is better, "
-        f"geometric mean over the days.",
+        f"the day after each, and the other days of the same Monday-Sunday weeks (weekends included). MAE over "
+        f"the day's hours present in the source, against seasonal naive's (the same hour a week earlier); lower is better, "
+        f"geometric mean over the days."),
         "",
-        f"shaper is `lib.forecast.forecast` called as `shaper forecast --calendar US --horizon 24h` does; "
+        (f"shaper is `lib.forecast.forecast` called as `shaper forecast --calendar US --horizon 24h` does; "
         f"Prophet has default settings plus the same holidays as `holidays=`, fitted twice: on the last "
-        f"{PROPHET_WEEKS} weeks of history only (8 weeks) and on all the history before the origin (all). "
+        f"{PROPHET_WEEKS} weeks of history only (column \"{PROPHET_WEEKS} weeks\") and on all the history before "
+         f"the origin (column \"all\"). "
         f"`--calendar US` has no D.C. subdivision, so neither knows Emancipation Day: holidays are split into "
-        f"those in shaper's calendar and those not.",
+        f"those in shaper's calendar and those not."),
         "",
-        "| day kind | days | shaper | Prophet (8 weeks) | Prophet (all) | seasonal naive MAE (mean, rentals/h) |",
+        f"| day kind | days | shaper | Prophet ({PROPHET_WEEKS} weeks) | Prophet (all) | seasonal naive MAE (mean, rentals/h) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     groups = [
@@ -205,10 +206,10 @@ def report(days: list[Day], wall: float) -> str:
                      f"{gmean(ratio(d, 'prophet') for d in sel):.3f} | "
                      f"{gmean(ratio(d, 'prophet, all history') for d in sel):.3f} | "
                      f"{np.mean([d.mae['seasonal naive'] for d in sel]):.1f} |")
-    lines += ["", "Per holiday (ratio to seasonal naive's MAE on the holiday, and on the day after it); "
-                  "shaper's model on the holiday:", "",
-              "| date | holiday | shaper | Prophet (8 weeks) | Prophet (all) | day after: shaper | "
-              "day after: Prophet (8 weeks) | day after: Prophet (all) | shaper's model |",
+    lines += ["", ("Per holiday (ratio to seasonal naive's MAE on the holiday, and on the day after it); "
+                  "shaper's model on the holiday:"), "",
+              (f"| date | holiday | shaper | Prophet ({PROPHET_WEEKS} weeks) | Prophet (all) | day after: shaper | "
+              f"day after: Prophet ({PROPHET_WEEKS} weeks) | day after: Prophet (all) | shaper's model |"),
               "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     by_date = {d.date: d for d in days}
     for d in days:
