@@ -1,6 +1,6 @@
 """Run every benchmark: ``python -m benchmarks`` (or one: ``python -m benchmarks.render``)."""
 
-from benchmarks import derive, fidelity, fleet, merges, render, replay, store_write
+from benchmarks import calendar, derive, fidelity, fleet, merges, render, replay, store_write
 
 render.main()
 store_write.main()
@@ -9,3 +9,4 @@ fidelity.main()
 replay.main()
 merges.main()
 fleet.main()
+calendar.main()
