@@ -13,10 +13,9 @@ day after each (unless itself a holiday), and every other day of the same Monday
 For each day, with the history before its local midnight:
 
 - seasonal naive: the same hour a week earlier (the reference; ratios are MAE / its MAE);
-- shaper: ``lib.forecast.forecast`` called as ``shaper forecast --calendar US --horizon 24h``
+- shaper: ``lib.forecast.forecast`` called as ``shaper forecast --calendar US-DC --horizon 24h``
   does (``cli/forecasting.py::_forecast``): the history regularised as ``load_history`` does, the
-  calendar from ``calendar_inputs("US", ...)``; note that ``--calendar US`` has no D.C. subdivision,
-  so Emancipation Day is not in shaper's calendar (nor, for the same holidays, in Prophet's);
+  calendar from ``from_region("US-DC", ..., naive=True)`` (the file's timestamps are naive);
 - Prophet with defaults plus ``holidays=`` the same frame shaper's calendar gives, twice: fitted
   on the last PROPHET_WEEKS weeks of history only (short fits, but it rarely sees a past holiday),
   and on all the history before the origin (it can learn a holiday's effect from earlier
@@ -38,11 +37,13 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import REAL_DATA, publish
-from shaper_pipelines.lib.forecast import Context, calendar_inputs, fit_prophet, forecast
+from shaper_pipelines.lib.day_kinds import DayCalendar, from_region
+from shaper_pipelines.lib.forecast import Context, fit_prophet, forecast
 from shaper_pipelines.lib.history import read_history_csv, regularise
 
 TRACE = REAL_DATA / "bike" / "capital_bikeshare_hourly.csv"
-COUNTRY, SUBDIV = "US", "DC"  # the days judged; shaper's calendar is the CLI's --calendar US
+COUNTRY, SUBDIV = "US", "DC"  # the days judged: D.C.'s public holidays, as the trace's README lists them
+REGION = "US-DC"  # shaper's calendar: the CLI's --calendar US-DC
 MIN_HISTORY = pd.Timedelta(days=14)
 PROPHET_WEEKS = 8
 HORIZON = pd.Timedelta(hours=24)
@@ -61,7 +62,8 @@ class Day:
     shaper_model: str = ""
     shaper_notes: list[str] = field(default_factory=list)
     hours: int = 0
-    in_calendar: bool = False  # the day is in shaper's --calendar US
+    in_calendar: bool = False  # the day is in shaper's calendar
+    served: str = ""  # what served the day in shaper's forecast (its metadata)
 
 
 def judged_days(first: pd.Timestamp, last: pd.Timestamp) -> list[Day]:
@@ -100,16 +102,16 @@ def seasonal_naive(series: pd.Series, index: pd.DatetimeIndex) -> np.ndarray:
 def shaper_forecast(series: pd.Series, origin: pd.Timestamp):
     # the CLI's forecast starts one step after the history's last row; ask for enough to cover the day
     horizon = origin + HORIZON - series.index[-1]
-    business, holidays = calendar_inputs(COUNTRY, series.index[0], series.index[-1] + horizon)
-    result = forecast(series, horizon, models=None, business=business, holidays=holidays)
+    calendar = from_region(REGION, series.index[0], series.index[-1] + horizon, naive=True)
+    result = forecast(series, horizon, models=None, calendar=calendar)
     frame = result.frame.set_index("timestamp")
-    return frame["yhat"], result, holidays
+    return frame["yhat"], result, calendar
 
 
-def prophet_forecast(series: pd.Series, origin: pd.Timestamp, holidays: pd.DataFrame,
+def prophet_forecast(series: pd.Series, origin: pd.Timestamp, calendar: DayCalendar,
                      weeks: int | None = PROPHET_WEEKS) -> pd.Series:
     recent = series if weeks is None else series[series.index >= origin - pd.Timedelta(weeks=weeks)]
-    ctx = Context(step=3600.0, period=24, start=recent.index[0], holidays=holidays)
+    ctx = Context(step=3600.0, period=24, start=recent.index[0], calendar=calendar)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         model = fit_prophet(recent.to_numpy(dtype=float), ctx)
         future = pd.date_range(origin, periods=24, freq="h")
@@ -140,18 +142,19 @@ def run(progress=print) -> list[Day]:
         day.seconds["seasonal naive"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        yhat, result, holidays = shaper_forecast(series, origin)
+        yhat, result, calendar = shaper_forecast(series, origin)
         day.seconds["shaper"] = time.perf_counter() - t
         day.shaper_model = result.model
         day.shaper_notes = list(result.notes)
-        day.in_calendar = bool((pd.to_datetime(holidays["ds"]) == origin.tz_localize(None)).any())
+        day.in_calendar = origin.date() in calendar.holidays
+        day.served = "; ".join(f"{r['model']}" for r in result.served if r.get("date") == str(origin.date()))
 
         t = time.perf_counter()
-        prophet = prophet_forecast(series, origin, holidays)
+        prophet = prophet_forecast(series, origin, calendar)
         day.seconds["prophet"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        prophet_all = prophet_forecast(series, origin, holidays, weeks=None)
+        prophet_all = prophet_forecast(series, origin, calendar, weeks=None)
         day.seconds["prophet, all history"] = time.perf_counter() - t
 
         for m, pred in (("seasonal naive", naive), ("shaper", yhat), ("prophet", prophet),
@@ -180,20 +183,20 @@ def report(days: list[Day], wall: float) -> str:
         f"the day's hours present in the source, against seasonal naive's (the same hour a week earlier); lower is better, "
         f"geometric mean over the days."),
         "",
-        (f"shaper is `lib.forecast.forecast` called as `shaper forecast --calendar US --horizon 24h` does; "
+        (f"shaper is `lib.forecast.forecast` called as `shaper forecast --calendar US-DC --horizon 24h` does; "
         f"Prophet has default settings plus the same holidays as `holidays=`, fitted twice: on the last "
         f"{PROPHET_WEEKS} weeks of history only (column \"{PROPHET_WEEKS} weeks\") and on all the history before "
          f"the origin (column \"all\"). "
-        f"`--calendar US` has no D.C. subdivision, so neither knows Emancipation Day: holidays are split into "
-        f"those in shaper's calendar and those not."),
+        f"The last column says what served each holiday in shaper's forecast: like days, or today's ordinary "
+        f"model when it did better on past holidays (`lib/day_choice.py`)."),
         "",
         f"| day kind | days | shaper | Prophet ({PROPHET_WEEKS} weeks) | Prophet (all) | seasonal naive MAE (mean, rentals/h) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     groups = [
         ("holiday", [d for d in days if d.kind == "holiday"]),
-        ("holiday, in `--calendar US`", [d for d in days if d.kind == "holiday" and d.in_calendar]),
-        ("holiday, not in it", [d for d in days if d.kind == "holiday" and not d.in_calendar]),
+        ("holiday, on a weekday", [d for d in days if d.kind == "holiday" and d.date.weekday() < 5]),
+        ("holiday, on a weekend", [d for d in days if d.kind == "holiday" and d.date.weekday() >= 5]),
         ("day after", [d for d in days if d.kind == "day after"]),
         ("ordinary", [d for d in days if d.kind == "ordinary"]),
         ("ordinary, Monday-Friday", [d for d in days if d.kind == "ordinary" and d.date.weekday() < 5]),
@@ -218,9 +221,8 @@ def report(days: list[Day], wall: float) -> str:
         after = by_date.get(d.date + DAY)
         a = (f"{ratio(after, 'shaper'):.2f} | {ratio(after, 'prophet'):.2f} | "
              f"{ratio(after, 'prophet, all history'):.2f}" if after and after.kind == "day after" else "- | - | -")
-        model = d.shaper_model + (" (holiday override)" if any("public holidays" in n for n in d.shaper_notes)
-                                  else "")
-        name = d.name + ("" if d.in_calendar else " (not in `--calendar US`)")
+        model = d.served or d.shaper_model
+        name = d.name + ("" if d.in_calendar else " (not in shaper's calendar)")
         lines.append(f"| {d.date:%Y-%m-%d %a} | {name} | {ratio(d, 'shaper'):.2f} | {ratio(d, 'prophet'):.2f} | "
                      f"{ratio(d, 'prophet, all history'):.2f} | {a} | {model} |")
     lines += ["", "| method | seconds per forecast (median) |", "|---|---:|"]

@@ -42,6 +42,15 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _zone(text: str) -> str:
+    from shaper_pipelines.lib.timegrid import check_timezone
+
+    try:
+        return check_timezone(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _max_actions(text: str) -> int | None:
     if text == "unlimited":
         return None
@@ -54,13 +63,24 @@ def _max_actions(text: str) -> int | None:
     return value
 
 
+def _calendar_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--calendar", metavar="REGION",
+                        help="public holidays of this ISO country, optionally with a subdivision (US, US-DC, "
+                             "DE-BY): holidays and the working days around them are forecast from like days")
+    parser.add_argument("--events", metavar="DIR", type=Path,
+                        help="business events (calendar YAML files, as profiles_data/calendars): each applies "
+                             "its measured effect, or its expected_uplift until the history has occurrences")
+    parser.add_argument("--timezone", metavar="ZONE", default="UTC", type=_zone,
+                        help="the zone calendar days are counted in (default UTC). Timestamps with an offset are "
+                             "converted to it; naive timestamps are taken as that zone's wall clock as they are")
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     f = sub.add_parser("forecast", help="forecast a history file: timestamp,yhat,yhat_lower,yhat_upper per step")
     f.add_argument("--history", required=True, type=Path, help="timestamp,value (ISO) or ts,value (Unix seconds) CSV")
     f.add_argument("--horizon", required=True, type=_duration, help="how far ahead, e.g. 24h, 2d")
     f.add_argument("--output", required=True, help="CSV to write ('-' for standard output)")
-    f.add_argument("--calendar", metavar="COUNTRY", help="public holidays of this ISO country (e.g. US) as "
-                                                         "non-business days and Prophet holidays")
+    _calendar_options(f)
     f.add_argument("--models", help="comma-separated candidates (default: the fast ones; add 'prophet')")
     f.set_defaults(func=_forecast)
 
@@ -80,6 +100,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--merge", choices=MERGES, default=DEFAULT_MERGE,
                    help="how changes are merged to fit the budget (default %(default)s: the cheapest floor "
                         "never below the unlimited one)")
+    _calendar_options(p)
     p.add_argument("--output", required=True, help="CSV to write ('-' for standard output)")
     p.set_defaults(func=_plan)
 
@@ -95,7 +116,7 @@ def _say(message: str) -> None:
     print(f"shaper: {message}", file=sys.stderr, flush=True)
 
 
-def _load(path: Path, horizon):
+def _load(path: Path, horizon, with_report: bool = False):
     """The regular history of ``path`` (its grid bounded by ``lib.history.MAX_GRID_STEPS``) and a
     ``horizon`` checked against it (``lib.forecast.check_horizon``), before any model or plan."""
     import pandas as pd
@@ -109,7 +130,7 @@ def _load(path: Path, horizon):
     check_horizon(horizon, report.step_seconds, series.index[-1] - series.index[0] + step)
     _say(f"{path.name}: {report.points} steps of {report.step_seconds:g}s "
          f"({series.index[0]:%Y-%m-%d %H:%M} .. {series.index[-1]:%Y-%m-%d %H:%M} UTC); {report.summary()}")
-    return series
+    return (series, report) if with_report else series
 
 
 def _write(frame, output: str) -> None:
@@ -122,14 +143,12 @@ def _write(frame, output: str) -> None:
 
 
 def _forecast(args) -> int:
-    from shaper_pipelines.lib.forecast import calendar_inputs, forecast
+    from shaper_pipelines.lib.forecast import forecast
 
-    series = _load(args.history, args.horizon)
-    business = holidays = None
-    if args.calendar:
-        business, holidays = calendar_inputs(args.calendar.upper(), series.index[0], series.index[-1] + args.horizon)
+    series, report = _load(args.history, args.horizon, with_report=True)
+    calendar = _calendar(args, series, report)
     models = [m.strip() for m in args.models.split(",")] if args.models else None
-    result = forecast(series, args.horizon, models=models, business=business, holidays=holidays)
+    result = forecast(series, args.horizon, models=models, calendar=calendar)
     for note in result.notes:
         _say(note)
     _say(f"model: {result.model}; backtest MAE {result.mase:.3f}x seasonal naive's")
@@ -137,11 +156,27 @@ def _forecast(args) -> int:
     return 0
 
 
+def _calendar(args, series, report):
+    """The DayCalendar the calendar options ask for, or None."""
+    if not (args.calendar or args.events):
+        return None
+    from shaper_pipelines.lib.day_kinds import from_region
+
+    calendar = from_region(args.calendar or "", series.index[0], series.index[-1] + args.horizon,
+                           zone=args.timezone, naive=report.naive_timestamps, folder=args.events)
+    _say(f"calendar: {len(calendar.holidays)} holiday date(s), {len(calendar.events)} event occurrence(s); "
+         + (f"naive timestamps: days are the file's own dates ({args.timezone} wall clock)"
+            if report.naive_timestamps else f"days counted in {args.timezone}"))
+    return calendar
+
+
 def _plan(args) -> int:
     from shaper_pipelines.lib.planning import make_plan
 
-    series = _load(args.history, args.horizon)
+    series, report = _load(args.history, args.horizon, with_report=True)
+    calendar = _calendar(args, series, report)
     plan = make_plan(series, args.horizon, capacity_per_instance=args.capacity_per_instance,
+                     forecast_options={"calendar": calendar} if calendar is not None else None,
                      target_utilization=args.target_utilization, warmup=args.warmup,
                      min_capacity=args.min_capacity, max_capacity=args.max_capacity,
                      max_actions=args.max_actions, merge=args.merge)

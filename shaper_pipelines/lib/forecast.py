@@ -19,8 +19,12 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from shaper_pipelines.lib import day_choice, like_days as like
+from shaper_pipelines.lib.day_kinds import DayCalendar
+
 PROFILE_DAYS = 7  # days a daily profile is taken over: one week evens out the weekday mix
 BACKTEST_DAYS = 4  # rolling origins, one a day, before the forecast's own origin
+CALENDAR_BACKTEST_DAYS = 7  # with a calendar: a whole week, working days and weekend days apart
 QUANTILES = {"yhat_lower": 0.05, "p90": 0.90, "yhat_upper": 0.95}
 # How far ahead a forecast may reach. Day-ahead forecasting is what shaper does (the loop asks for
 # 48 h, a plan at most a week or two); a year is the absolute maximum, and at most this many times
@@ -37,13 +41,12 @@ class ForecastError(ValueError):
 
 @dataclass(frozen=True)
 class Context:
-    """What a candidate may know besides the history: the grid and which days are business days."""
+    """What a candidate may know besides the history: the grid and the business calendar."""
 
     step: float
     period: int  # steps per day
     start: pd.Timestamp  # timestamp of history[0]
-    business: Callable[[pd.DatetimeIndex], np.ndarray] | None = None  # day -> is a business day
-    holidays: pd.DataFrame | None = None  # Prophet-style ds/holiday frame, for Prophet
+    calendar: DayCalendar | None = None  # holidays and events on the series' clock (lib.day_kinds)
 
 
 Model = Callable[[np.ndarray, int, Context], np.ndarray]
@@ -93,17 +96,17 @@ def leveled_profile(h: np.ndarray, n: int, ctx: Context) -> np.ndarray:
 def business_profile(h: np.ndarray, n: int, ctx: Context) -> np.ndarray:
     """Daily profiles kept apart for business days and the rest (weekends, holidays), each the
     median over up to the last three weeks of its kind."""
-    if ctx.business is None:
+    if ctx.calendar is None:
         raise ForecastError("no business calendar")
     p = ctx.period
     k = min(21, len(h) // p)
     days = h[len(h) - k * p:].reshape(k, p)
     first = len(h) - k * p
     past_days = ctx.start + pd.to_timedelta((first + np.arange(k) * p) * ctx.step, unit="s")
-    past_kind = ctx.business(pd.DatetimeIndex(past_days))
+    past_kind = ctx.calendar.business(pd.DatetimeIndex(past_days))
     out = np.empty(n)
     future_days = ctx.start + pd.to_timedelta((len(h) + np.arange(0, n, p)) * ctx.step, unit="s")
-    for i, kind in enumerate(ctx.business(pd.DatetimeIndex(future_days))):
+    for i, kind in enumerate(ctx.calendar.business(pd.DatetimeIndex(future_days))):
         same = days[past_kind == kind][-PROFILE_DAYS:]
         block = np.median(same if len(same) >= 2 else days[-PROFILE_DAYS:], axis=0)
         out[i * p:(i + 1) * p] = block[: n - i * p]
@@ -128,8 +131,9 @@ def fit_prophet(h: np.ndarray, ctx: Context):
 
     ds = ctx.start + pd.to_timedelta(np.arange(len(h)) * ctx.step, unit="s")
     kwargs = {}
-    if ctx.holidays is not None and len(ctx.holidays):
-        kwargs["holidays"] = ctx.holidays
+    holidays = ctx.calendar.prophet_holidays() if ctx.calendar is not None else None
+    if holidays is not None and len(holidays):
+        kwargs["holidays"] = holidays
     model = Prophet(**kwargs)
     model.fit(pd.DataFrame({"ds": ds.tz_localize(None), "y": h}))
     return model
@@ -141,15 +145,20 @@ CANDIDATES: dict[str, Model] = {
     "daily_profile": daily_profile,
     "leveled_profile": leveled_profile,
     "business_profile": business_profile,
+    "like_days": like.like_days,
     "recent_level": recent_level,
     "prophet": prophet_model,
 }
 FAST = [name for name in CANDIDATES if name != "prophet"]
+CALENDAR_MODELS = {"business_profile", "like_days"}  # candidates that need a calendar
+# Candidates that read the history as it was: Prophet models holidays itself and like_days is
+# the calendar model. The rest read it with past calendar days made ordinary (like.cleaned).
+RAW_INPUT = {"prophet", "like_days"}
 
 
 def _needs(name: str, days: float) -> bool:
     """Whether ``days`` of history are enough to fit and backtest a candidate at all."""
-    need = {"seasonal_naive_week": 8, "business_profile": 7, "prophet": 2}.get(name, 1)
+    need = {"seasonal_naive_week": 8, "business_profile": 7, "like_days": 7, "prophet": 2}.get(name, 1)
     return days >= need + 1
 
 
@@ -161,6 +170,8 @@ class Forecast:
     backtest_mae: dict[str, float]  # per candidate, over the rolling origins
     mase: float  # the combination's backtest MAE over seasonal naive's (below 1 beats it)
     notes: list[str] = field(default_factory=list)
+    # Which model served each calendar day and event of the horizon, and why (lib.day_choice).
+    served: list[dict] = field(default_factory=list)
 
     @property
     def beats_naive(self) -> bool:
@@ -194,11 +205,13 @@ def forecast(
     horizon: pd.Timedelta,
     *,
     models: list[str] | None = None,
-    business: Callable[[pd.DatetimeIndex], np.ndarray] | None = None,
-    holidays: pd.DataFrame | None = None,
+    calendar: DayCalendar | None = None,
     backtest_days: int = BACKTEST_DAYS,
 ) -> Forecast:
-    """Forecast a regular series ``horizon`` ahead at its own step."""
+    """Forecast a regular series ``horizon`` ahead at its own step. With a ``calendar``, past
+    calendar days are kept out of the ordinary candidates' inputs and judgement, and each
+    holiday, day around one and event of the horizon is served by what did best on its past
+    occurrences (``lib.day_choice``)."""
     values = series.to_numpy(dtype=np.float64)
     if len(values) < 2 or not np.all(np.isfinite(values)):
         raise ForecastError("history must be a complete regular series (regularise it first)")
@@ -209,7 +222,9 @@ def forecast(
         raise ForecastError(f"horizon {horizon} is shorter than one step ({step:g}s)")
     if period < 2:
         raise ForecastError(f"a step of {step:g}s is too coarse for a daily forecast")
-    ctx = Context(step=step, period=period, start=series.index[0], business=business, holidays=holidays)
+    if calendar is not None and calendar.empty:
+        calendar = None
+    ctx = Context(step=step, period=period, start=series.index[0], calendar=calendar)
     days = len(values) / period
     notes: list[str] = []
     index = series.index[-1] + pd.to_timedelta(np.arange(1, n + 1) * step, unit="s")
@@ -227,60 +242,102 @@ def forecast(
     unknown = sorted(set(wanted) - set(CANDIDATES))
     if unknown:
         raise ForecastError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(CANDIDATES)}")
-    names = [m for m in wanted if _needs(m, days) and (m != "business_profile" or business is not None)]
+    names = [m for m in wanted if _needs(m, days) and (m not in CALENDAR_MODELS or calendar is not None)]
     if "seasonal_naive_day" not in names:
         names.insert(0, "seasonal_naive_day")
+    if calendar is not None:  # a week of origins, so weekend days are judged on weekend days
+        backtest_days = max(backtest_days, CALENDAR_BACKTEST_DAYS)
     b = max(1, min(backtest_days, int(days) - 1))
     if b < backtest_days:
         notes.append(f"backtested on {b} day(s) of history (fewer than {backtest_days})")
 
+    # The ordinary candidates read the history with its holidays and events made ordinary, and are
+    # judged on ordinary steps only: calendar steps are judged apart, on their own past occurrences.
+    inputs = {False: values, True: values}
+    skip = np.zeros(len(values), dtype=bool)
+    if calendar is not None:
+        inputs[False] = like.cleaned(values, ctx)
+        skip = day_choice.calendar_steps(calendar, series.index)
+
+    def run(m: str, upto: int, steps: int) -> np.ndarray:
+        return CANDIDATES[m](inputs[m in RAW_INPUT][:upto], steps, ctx)
+
     # Rolling origins: one a day over the last b days, each forecasting the day that follows.
     errors: dict[str, list[np.ndarray]] = {m: [] for m in names}
     preds: dict[str, list[np.ndarray]] = {m: [] for m in names}
-    actual = []
+    actual, weekend = [], []
     for d in range(b, 0, -1):
         origin = len(values) - d * period
         truth = values[origin: origin + period]
-        actual.append(truth)
-        for m in names:
+        ordinary = ~skip[origin: origin + period]
+        keep = ordinary if ordinary.any() else np.ones(len(truth), dtype=bool)
+        actual.append(truth[keep])
+        if calendar is not None:  # the kind of the day the origin mostly forecasts
+            weekend.append(day_choice.is_weekend(calendar, series.index[min(origin + period // 2, len(values) - 1)]))
+        for m in list(names):
             try:
-                p = CANDIDATES[m](values[:origin], period, ctx)
+                p = run(m, origin, period)
             except Exception as exc:  # a candidate that cannot fit this origin drops out, said
                 notes.append(f"{m} dropped: {type(exc).__name__}: {str(exc)[:120]}")
                 errors.pop(m, None), preds.pop(m, None)
                 names = [x for x in names if x != m]
                 continue
-            preds[m].append(p)
-            errors[m].append(np.abs(p - truth))
-    mae = {m: float(np.mean(np.concatenate(errors[m]))) for m in names}
+            preds[m].append(p[keep])
+            errors[m].append(np.abs(p - truth)[keep])
+    every = list(range(len(actual)))
+    weights, mae, combined_bt, combined_mae = _combine(names, errors, preds, actual, every)
     naive_mae = mae["seasonal_naive_day"]
+    mase = combined_mae / naive_mae if naive_mae > 0 else (0.0 if combined_mae == 0 else math.inf)
+    label = _label(weights)
 
-    # Combine the best three by inverse squared backtest error: averaging rivals of similar skill
-    # beats picking one on a few days of evidence.
+    def ordinary_model(upto: int, steps: int, w: dict[str, float] = weights) -> np.ndarray:
+        return sum(x * run(m, upto, steps) for m, x in w.items())
+
+    yhat = ordinary_model(len(values), n)
+    if calendar is not None and any(weekend) and not all(weekend):
+        # With a calendar the backtest spans a week, and weekend days are forecast by what did best
+        # on the backtest's weekend days: four working days say nothing about a Saturday.
+        rest = [i for i in every if weekend[i]]
+        rest_weights = _combine(names, errors, preds, actual, rest)[0]
+        future_weekend = day_choice.is_weekend(calendar, index)
+        if rest_weights != weights and future_weekend.any():
+            yhat = np.where(future_weekend, ordinary_model(len(values), n, rest_weights), yhat)
+            notes.append(f"weekend days: {_label(rest_weights)} (best on the backtest's {len(rest)} weekend day(s))")
+    served: list[dict] = []
+    if calendar is not None:
+        # Past calendar days are judged against today's model without Prophet when it has other
+        # members: a Prophet fit per past holiday costs seconds each and would rarely change a verdict.
+        fast = {m: w for m, w in weights.items() if m != "prophet"}
+        judge = ordinary_model if not fast or len(fast) == len(weights) else (
+            lambda upto, steps: sum(w * run(m, upto, steps) for m, w in fast.items()) / sum(fast.values()))
+        yhat, served = day_choice.serve(values, series.index, index, yhat, ctx, judge, label)
+        notes += [day_choice.describe(s) for s in served]
+    residuals = np.concatenate(actual) - combined_bt
+    result = _finish(index, yhat, residuals, values, label, weights, mae, mase, notes)
+    result.served = served
+    return result
+
+
+def _combine(names, errors, preds, actual, which: list[int]):
+    """Weights of the best three candidates by inverse squared backtest error over the origins
+    ``which`` (or the best alone, when that is better), their MAEs, and the combination's
+    backtest and MAE: averaging rivals of similar skill beats picking one on a few days."""
+    mae = {m: float(np.mean(np.concatenate([errors[m][i] for i in which]))) for m in names}
+    truth = np.concatenate([actual[i] for i in which])
     ranked = sorted(names, key=lambda m: mae[m])[:3]
     inv = np.array([1.0 / max(mae[m], 1e-12) ** 2 for m in ranked])
     weights = {m: float(w) for m, w in zip(ranked, inv / inv.sum())}
-    combined_bt = sum(weights[m] * np.concatenate(preds[m]) for m in ranked)
-    truth_all = np.concatenate(actual)
-    combined_mae = float(np.mean(np.abs(combined_bt - truth_all)))
+    combined = sum(weights[m] * np.concatenate([preds[m][i] for i in which]) for m in ranked)
+    combined_mae = float(np.mean(np.abs(combined - truth)))
     if mae[ranked[0]] < combined_mae:  # the single best is better still: keep it alone
         weights = {ranked[0]: 1.0}
-        combined_bt = np.concatenate(preds[ranked[0]])
+        combined = np.concatenate([preds[ranked[0]][i] for i in which])
         combined_mae = mae[ranked[0]]
-    mase = combined_mae / naive_mae if naive_mae > 0 else (0.0 if combined_mae == 0 else math.inf)
+    return weights, mae, combined, combined_mae
 
-    yhat = sum(w * CANDIDATES[m](values, n, ctx) for m, w in weights.items())
-    if business is not None and "business_profile" in names:
-        # A holiday in the horizon is rarely in the backtest's few days, so the backtest cannot
-        # have learnt it: on a weekday that is not a business day, the calendar's profile decides.
-        future = index.tz_convert("UTC") if index.tz is not None else index
-        off = (future.day_of_week < 5) & ~business(future.normalize())
-        if off.any():
-            yhat = np.where(off, business_profile(values, n, ctx), yhat)
-            notes.append(f"{int(off.sum())} step(s) fall on public holidays: forecast like non-business days")
-    residuals = truth_all - combined_bt
-    label = " + ".join(f"{w:.2f}*{m}" for m, w in weights.items()) if len(weights) > 1 else next(iter(weights))
-    return _finish(index, yhat, residuals, values, label, weights, mae, mase, notes)
+
+def _label(weights: dict[str, float]) -> str:
+    return " + ".join(f"{w:.2f}*{m}" for m, w in weights.items()) if len(weights) > 1 else next(iter(weights))
 
 
 def _finish(index, yhat, residuals, values, label, weights, mae, mase, notes) -> Forecast:
@@ -298,40 +355,3 @@ def _finish(index, yhat, residuals, values, label, weights, mae, mase, notes) ->
     frame["yhat_upper"] = np.maximum(frame["yhat_upper"], frame["yhat"])
     frame["p90"] = np.maximum(frame["p90"], frame["yhat"])
     return Forecast(frame=frame, model=label, weights=weights, backtest_mae=mae, mase=mase, notes=notes)
-
-
-def calendar_inputs(country: str, start: pd.Timestamp, end: pd.Timestamp, subdiv: str | None = None):
-    """The public holidays of ``country`` between ``start`` and ``end`` as forecasts use them
-    (see ``calendar_from_events``): the command line's ``--calendar`` without a calendar asset."""
-    from shaper_pipelines.lib.calendars import events_frame, public_holidays
-
-    return calendar_from_events(events_frame(public_holidays(country, subdiv, start, end)))
-
-
-def calendar_from_events(events: pd.DataFrame):
-    """The same two inputs from a business calendar frame (``lib.calendars.events_frame``): days a
-    holiday covers are not business days; every event day is a Prophet holiday named for it."""
-    off = {d for e in events[events["kind"] == "holiday"].itertuples() for d in _utc_days(e.start, e.end)}
-    business = _business_days(off)
-    rows = [{"ds": d, "holiday": str(e.name)} for e in events.itertuples() for d in _utc_days(e.start, e.end)]
-    return business, pd.DataFrame(rows, columns=["ds", "holiday"]).drop_duplicates()
-
-
-def _business_days(off: set[pd.Timestamp]) -> Callable[[pd.DatetimeIndex], np.ndarray]:
-    """day -> Monday to Friday and not one of the ``off`` dates (naive UTC midnights)."""
-
-    def business(days: pd.DatetimeIndex) -> np.ndarray:
-        local = days.tz_convert("UTC").tz_localize(None).normalize() if days.tz is not None else days.normalize()
-        return np.array([d.weekday() < 5 and d not in off for d in local], dtype=bool)
-
-    return business
-
-
-def _utc_days(start: pd.Timestamp, end: pd.Timestamp) -> list[pd.Timestamp]:
-    """The UTC days (naive midnights) an event covers for at least half of the day - forecasts
-    count days in UTC, so a local holiday is the UTC day it covers most of - or, for a short
-    event, the day it starts on."""
-    start, end = start.tz_convert("UTC"), end.tz_convert("UTC")
-    days = [day for day in pd.date_range(start.floor("D"), end, freq="D", inclusive="left")
-            if min(end, day + pd.Timedelta(days=1)) - max(start, day) >= pd.Timedelta(hours=12)]
-    return [d.tz_localize(None) for d in (days or [start.floor("D")])]

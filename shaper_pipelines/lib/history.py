@@ -38,6 +38,7 @@ class HistoryReport:
     points: int = 0
     gaps_filled: int = 0  # points interpolated
     gaps_left: int = 0  # points in gaps too long to bridge
+    naive_timestamps: bool = False  # the file's timestamps had no offset (its own wall clock)
     notes: list[str] = field(default_factory=list)
     filled: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool), repr=False)  # per point
 
@@ -79,7 +80,12 @@ def read_history_csv(path: str | Path) -> pd.Series:
         raise HistoryError(f"{path}: most {which} cells are not readable (row {first + 2}: "
                            f"{frame.loc[first, which][:40]!r})")
     series = pd.Series(values.to_numpy(dtype=np.float64), index=pd.DatetimeIndex(index), name="value")
-    return series[~unreadable.to_numpy()]
+    series = series[~unreadable.to_numpy()]
+    # Naive timestamps (no offset) are read as UTC without moving them: the file's own wall clock.
+    # Calendar days are then the labels' dates (lib.day_kinds).
+    series.attrs["naive_timestamps"] = "ts" not in columns and not bool(
+        frame["timestamp"].head(1000).str.strip().str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", case=False).any())
+    return series
 
 
 def _seconds(index: pd.DatetimeIndex) -> np.ndarray:
@@ -167,5 +173,7 @@ def _span_words(seconds: float) -> str:
 def load_history(path: str | Path, step: float | None = None) -> tuple[pd.Series, HistoryReport]:
     """Read and regularise a history CSV; gaps of any length are interpolated (a forecast needs a
     complete series) and the report says how many."""
-    series, report = regularise(read_history_csv(path), step, max_fill=pd.Timedelta(days=3650))
+    raw = read_history_csv(path)
+    series, report = regularise(raw, step, max_fill=pd.Timedelta(days=3650))
+    report.naive_timestamps = raw.attrs["naive_timestamps"]
     return series, report

@@ -86,6 +86,30 @@ def floor_demand(h: np.ndarray, period: int, n: int, rule: FloorRule, step: floa
     return np.resize(np.quantile(days, rule.quantile, axis=0), n)
 
 
+def calendar_floor(demand: np.ndarray, names: np.ndarray, index: pd.DatetimeIndex, calendar, served: list[dict],
+                   forecast: np.ndarray, target_utilization: float) -> tuple[np.ndarray, np.ndarray]:
+    """``demand`` with the calendar days the forecast served by like days taken from the
+    forecast, and event steps whose factor applies raised to it (see ``make_plan``)."""
+    if calendar is None or not served:
+        return demand, names
+    demand, names = demand.copy(), names.copy()
+    dates = calendar.dates(index).astype(str)
+    for record in served:
+        if record.get("model") == "like_days":
+            here = dates == record["date"]
+            demand[here] = forecast[here]
+            what = record["holiday"] or record["kind"]
+            names[here] = f"{record['date']} {what}: the like-day forecast at {target_utilization:g} utilisation needs "
+    events = calendar.event_steps(index)
+    for record in served:
+        if record.get("event") and record.get("factor", 1.0) > 1.0 and record["event"] in events:
+            here = events[record["event"]] & (forecast > demand)
+            demand[here] = forecast[here]
+            names[here] = (f"event {record['event']} (x{record['factor']:g}): the forecast at "
+                           f"{target_utilization:g} utilisation needs ")
+    return demand, names
+
+
 def daily_cycle(h: np.ndarray, period: int) -> float:
     """How alike consecutive days are: the median correlation of their hourly means over the last
     week. Near 1 for a service with office hours; near 0 for noise or a one-off trend."""
@@ -183,7 +207,7 @@ def make_plan(series: pd.Series, horizon: pd.Timedelta, *, capacity_per_instance
               out_step: float | None = None, forecast_options: dict | None = None,
               use_forecast: bool = True, start: pd.Timestamp | None = None,
               max_actions: int | None = DEFAULT_MAX_ACTIONS, merge: str = DEFAULT_MERGE,
-              published: pd.Series | None = None) -> Plan:
+              published: pd.Series | None = None, served: list[dict] | None = None) -> Plan:
     """A floor per step over ``horizon`` after a regular ``series``, at ``out_step`` seconds
     (default: the series' own step). Desired capacity at a timestamp is what must be serving, warm,
     at that time; ``launch_at`` is when to start it. The plan begins at the first step after the
@@ -199,7 +223,14 @@ def make_plan(series: pd.Series, horizon: pd.Timedelta, *, capacity_per_instance
     naive in its own backtest: such a forecast never reaches a plan, and the plan says so.
     ``published`` is a p90 forecast already made and judged (the demand_forecast asset's, indexed
     by timestamp): the plan's floor then uses it rather than fitting its own, and only the
-    backtests at past origins fit the history again."""
+    backtests at past origins fit the history again.
+
+    Calendar days: where the forecast served a holiday (or a working day around one) by like
+    days, because they did best on that kind's past occurrences (``lib.day_choice``), the floor
+    there is sized on the forecast even when a week's profile is the rule, so a quiet holiday does
+    not hold a working day's floor; under an event whose factor applies, the floor is at least the
+    forecast's, so a campaign day gets its rise. ``served`` is the published forecast's record of
+    that (the forecast fitted here keeps its own)."""
     if not capacity_per_instance > 0 or not math.isfinite(capacity_per_instance):
         raise PlanError(f"capacity per instance must be a positive number, not {capacity_per_instance}")
     if not 0 < target_utilization <= 1:
@@ -241,13 +272,17 @@ def make_plan(series: pd.Series, horizon: pd.Timedelta, *, capacity_per_instance
     # noisier (benchmarks/merges.py). The chosen floor is merged below, and that is what is judged.
     choice = choose_rule(h, capacity_per_instance, target_utilization, period, wstep, forecaster=forecaster)
     demand = floor_demand(h, period, max(n, 1), choice.rule, wstep, forecaster)
+    work_index = work.index[-1] + pd.to_timedelta(np.arange(1, max(n, 1) + 1) * wstep, unit="s")
+    names = np.full(max(n, 1), f"{choice.rule.name} at {target_utilization:g} utilisation needs ", dtype=object)
+    if forecaster is not None and choice.rule.quantile is not None and choice.rule.source != "forecast":
+        calendar = (forecast_options or {}).get("calendar")
+        served = served if served is not None else getattr(forecaster, "served", [])
+        demand, names = calendar_floor(demand, names, work_index, calendar, served, forecaster(len(h), max(n, 1)),
+                                       target_utilization)
     wanted = replay.wish(demand, capacity_per_instance, target_utilization) if choice.rule.quantile else \
         np.ones(max(n, 1), dtype=np.int64)
-    work_index = work.index[-1] + pd.to_timedelta(np.arange(1, max(n, 1) + 1) * wstep, unit="s")
     desired = np.maximum(wanted, min_capacity)
-    reasons = np.where(wanted >= min_capacity,
-                       np.char.add(f"{choice.rule.name} at {target_utilization:g} utilisation needs ",
-                                   wanted.astype(str)),
+    reasons = np.where(wanted >= min_capacity, names + wanted.astype(str),
                        f"the configured minimum {min_capacity}").astype(object)  # not cut to a fixed width
     if choice.rule.quantile is None:
         reasons[:] = f"floor at the minimum {min_capacity}: {choice.why}"
@@ -338,6 +373,7 @@ def _forecaster(work: pd.Series, step: float, n: int, options: dict,
 
     now = forecast(work, pd.Timedelta(seconds=n * step), **options)
     cache[(len(work), n)] = now.frame["p90"].to_numpy()
+    p90.served = now.served
     if not now.beats_naive:
         return None, (f"{note}the demand forecast ({now.model}) lost to seasonal naive in its backtest "
                       f"(MAE ratio {now.mase:.2f}); floors come from the history alone")

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shaper_pipelines.lib.forecast import ForecastError, calendar_inputs, forecast
+from shaper_pipelines.lib.day_kinds import from_region
+from shaper_pipelines.lib.forecast import ForecastError, forecast
 
 STEP = 300
 
@@ -54,11 +55,11 @@ def test_short_history_falls_back_and_says_so():
 def test_holidays_are_forecast_like_weekends_with_a_calendar():
     # Business days busy, weekends and US holidays quiet; the day after the history is Thanksgiving.
     index = pd.date_range("2026-10-26", "2026-11-26", freq="5min", tz="UTC", inclusive="left")
-    business, holidays = calendar_inputs("US", index[0], index[-1] + pd.Timedelta(days=2))
-    busy = business(index.normalize())
+    calendar = from_region("US", index[0], index[-1] + pd.Timedelta(days=2))
+    busy = calendar.business(index)
     s = pd.Series(np.where(busy, 100.0, 10.0), index=index)
     without = forecast(s, pd.Timedelta(hours=24))
-    with_cal = forecast(s, pd.Timedelta(hours=24), business=business, holidays=holidays)
+    with_cal = forecast(s, pd.Timedelta(hours=24), calendar=calendar)
     assert with_cal.frame["yhat"].mean() < 20, with_cal.model
     assert without.frame["yhat"].mean() > with_cal.frame["yhat"].mean()
 
@@ -79,16 +80,18 @@ def test_prophet_is_a_candidate_when_asked():
     assert "prophet" in f.backtest_mae
 
 
-def test_a_local_holiday_is_the_utc_day_it_covers_most_of():
+def test_a_local_holiday_is_a_day_of_the_calendars_zone():
     from shaper_pipelines.lib.calendars import events_frame, public_holidays
-    from shaper_pipelines.lib.forecast import calendar_from_events
+    from shaper_pipelines.lib.day_kinds import from_events
 
     events = events_frame(public_holidays("US", None, "2026-11-20", "2026-11-30", "America/New_York"))
-    business, holidays = calendar_from_events(events)
-    days = pd.date_range("2026-11-25", "2026-11-27", freq="D", tz="UTC")
-    # Thanksgiving runs 05:00 UTC Thursday to 05:00 UTC Friday: Thursday is off, Friday is not.
-    assert list(business(days)) == [True, False, True]
-    assert list(holidays["ds"]) == [pd.Timestamp("2026-11-26")]
+    calendar = from_events(events)  # the zone the holidays were written in
+    assert calendar.zone == "America/New_York"
+    # Thanksgiving runs 05:00 UTC Thursday to 05:00 UTC Friday: a day in New York.
+    steps = pd.DatetimeIndex(["2026-11-26 04:59", "2026-11-26 05:00", "2026-11-27 04:59", "2026-11-27 05:00"],
+                             tz="UTC")
+    assert list(calendar.business(steps)) == [True, False, False, True]
+    assert list(calendar.prophet_holidays()["ds"]) == [pd.Timestamp("2026-11-26")]
 
 
 def test_accuracy_scores_against_yesterday_on_shared_steps():

@@ -43,8 +43,22 @@ def history_window(database: DatabaseResource, target: str, metric: str, days: i
     return frame["value"].interpolate(limit_direction="both")
 
 
+def served_table(served: list[dict], fallback: bool) -> str:
+    """Which model served each calendar day and event of the horizon, and why, as a table."""
+    if fallback:
+        return "seasonal naive serves every day: the forecast lost to it in its backtest"
+    if not served:
+        return "no holiday, day around one, or business event in the horizon: today's model serves every day"
+    rows = ["| day or event | kind | served by | why |", "|---|---|---|---|"]
+    for r in served:
+        what = r.get("event") or f"{r['date']} {r['holiday']}".strip()
+        model = f"x{r['factor']:g} on today's model" if "event" in r else r["model"]
+        rows.append(f"| {what} | {r['kind']} | {model} | {r['why']} |")
+    return "\n".join(rows)
+
+
 STALE_AFTER = pd.Timedelta(days=7)
-FORECAST_CODE_VERSION = "1"  # bump when the forecasting logic changes: it is part of each forecast's version
+FORECAST_CODE_VERSION = "2"  # bump when the forecasting logic changes: it is part of each forecast's version
 
 
 @dg.asset(
@@ -71,16 +85,16 @@ def demand_forecast(context: dg.AssetExecutionContext, config: ForecastConfig, d
     at its step. Candidates - daily and business-day profiles, a leveled profile, the recent
     level, seasonal naive (day and week) and Prophet with the business calendar's holidays and
     events - are backtested from rolling origins; the best are combined by their errors."""
-    from shaper_pipelines.lib.forecast import calendar_from_events, forecast
+    from shaper_pipelines.lib.day_kinds import from_events
+    from shaper_pipelines.lib.forecast import forecast
     from shaper_pipelines.lib.plots import overlay_plot_png, png_markdown
 
     target, metric = context.partition_key.split(":", 1)
     history = history_window(database, target, metric, config.lookback_days, config.as_of)
-    business, holidays = calendar_from_events(business_calendar)
+    calendar = from_events(business_calendar)
     models = config.models or default_models()
     horizon = _horizon(history, config)
-    result = forecast(history, horizon, models=models, business=business,
-                      holidays=holidays, backtest_days=config.backtest_days)
+    result = forecast(history, horizon, models=models, calendar=calendar, backtest_days=config.backtest_days)
     for note in result.notes:
         context.log.info(f"{target}/{metric}: {note}")
     frame = result.frame
@@ -119,13 +133,16 @@ def demand_forecast(context: dg.AssetExecutionContext, config: ForecastConfig, d
          # the candidate that lost is kept apart so no label pairs one model with another's score.
          "forecast_id": forecast_id, "mase": 1.0 if fallback else result.mase, "beats_naive": not fallback,
          "rejected": {"model": result.model, "mase": result.mase} if fallback else None,
-         "step": float(history.index.to_series().diff().median().total_seconds())},
+         "step": float(history.index.to_series().diff().median().total_seconds()),
+         # which model served each calendar day and event of the horizon (none after a fallback)
+         "served": [] if fallback else result.served},
         metadata={
             "model": "seasonal_naive_day (fallback)" if fallback else result.model,
             "version": version,
             "forecast_id": dg.MetadataValue.int(forecast_id) if forecast_id is not None else "not stored (not sane)",
             "backtest_mae_vs_seasonal_naive": dg.MetadataValue.float(float(result.mase)),
             "backtest_mae": dg.MetadataValue.json({k: round(v, 6) for k, v in result.backtest_mae.items()}),
+            "calendar_days": dg.MetadataValue.md(served_table(result.served, fallback)),
             "horizon_steps": dg.MetadataValue.int(len(frame)),
             "history_points": dg.MetadataValue.int(len(history)),
             "plot": dg.MetadataValue.md(png_markdown(png, f"forecast of {target}/{metric}")),

@@ -33,13 +33,13 @@ def scaling_plan(context: dg.AssetExecutionContext, config: PlanConfig, database
     used). It never scales in: a falling floor only lets the target's reactive policy scale in.
     The forecast in the plan is demand_forecast's output, as published; each plan records its
     version. History is read only to backtest floor rules at past origins."""
-    from shaper_pipelines.lib.forecast import calendar_from_events
+    from shaper_pipelines.lib.day_kinds import from_events
     from shaper_pipelines.lib.planning import PlanError, make_plan
     from shaper_pipelines.lib.plots import png_markdown
 
     scaling = load_scaling()
     capacity = capacity_model.set_index("target")["capacity_per_instance"]
-    business, holidays = calendar_from_events(business_calendar)
+    calendar = from_events(business_calendar)
     plans, sections, failures, critical = [], [], [], []
     for t in scaling.targets:
         key = f"{t.history.target}:{t.history.metric}"
@@ -62,9 +62,10 @@ def scaling_plan(context: dg.AssetExecutionContext, config: PlanConfig, database
             plan = make_plan(history, pd.Timedelta(hours=config.horizon_hours), capacity_per_instance=c,
                              target_utilization=t.target_utilization, warmup=pd.Timedelta(seconds=t.warmup),
                              min_capacity=t.min_capacity, max_capacity=None,
-                             forecast_options={"business": business, "holidays": holidays},
+                             forecast_options={"calendar": calendar},
                              use_forecast=bool(fc.get("beats_naive")), start=clock.now(),
-                             max_actions=t.max_actions, published=published)
+                             max_actions=t.max_actions, published=published,
+                             served=fc.get("served") if published is not None else None)
         except PlanError as exc:
             failures.append(f"{t.name}: {exc}")
             continue
