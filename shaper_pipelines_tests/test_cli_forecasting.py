@@ -197,3 +197,38 @@ def test_forecast_writes_to_standard_output_and_to_dev_null(tmp_path):
     out = shaper("forecast", "--history", path, "--horizon", "2h", "--output", "/dev/null")
     assert out.returncode == 0, out.stderr
     assert not os.path.isfile("/dev/null")
+
+
+def test_forecast_with_a_calendar_says_what_served_each_calendar_day(tmp_path):
+    # The bike trace up to the eve of Memorial Day 2012 (naive D.C. timestamps), with the District's
+    # calendar and a calendar folder with one event: every calendar day and event gets a line.
+    rows = pd.read_csv(REAL_DATA / "bike" / "capital_bikeshare_hourly.csv")
+    history = tmp_path / "bike.csv"
+    rows[pd.to_datetime(rows["timestamp"]) < pd.Timestamp("2012-05-28")].to_csv(history, index=False)
+    events = tmp_path / "calendars"
+    events.mkdir()
+    (events / "launch.yaml").write_text("timezone: America/New_York\nevents:\n  - name: launch\n    kind: campaign\n"
+                                        "    start: 2012-05-29T08:00\n    duration: 4h\n    expected_uplift: 1.5\n")
+    out = tmp_path / "f.csv"
+    done = shaper("forecast", "--history", history, "--horizon", "48h", "--output", out, "--calendar", "US-DC",
+                  "--events", events, "--timezone", "America/New_York")
+    assert done.returncode == 0, done.stderr
+    assert "naive timestamps: days are the file's own dates" in done.stderr
+    assert "2012-05-28 holiday (Memorial Day): served by" in done.stderr
+    assert "2012-05-29 after holiday" in done.stderr
+    assert "event launch (4 step(s)): no past occurrence in the history to judge on: its configured uplift 1.5" \
+        in done.stderr
+    f = pd.read_csv(out)
+    assert len(f) == 48 and np.isfinite(f["yhat"]).all()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--calendar", "US-XX"], "has no subdivision 'XX'"),
+    (["--calendar", "Atlantis"], "no public holidays known for country 'ATLANTIS'"),
+    (["--calendar", "US", "--timezone", "Mars/Olympus"], "unknown time zone 'Mars/Olympus'"),
+])
+def test_a_calendar_the_forecast_cannot_use_is_a_one_line_error(tmp_path, args, message):
+    out = tmp_path / "f.csv"
+    done = shaper("forecast", "--history", TRACES[0], "--horizon", "24h", "--output", out, *args)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr and not out.exists()
