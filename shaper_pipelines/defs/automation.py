@@ -7,9 +7,6 @@ it to live. Each condition is written so that one new history day asks for exact
 forecast series, one accuracy day, one plan run and one apply (benchmarks/daily_loop.py counts).
 """
 
-import re
-import warnings
-
 import dagster as dg
 
 from shaper_pipelines.settings import get_settings
@@ -19,71 +16,22 @@ CALENDAR = dg.AssetSelection.assets("business_calendar")
 FORECASTS = dg.AssetSelection.assets("demand_forecast")
 
 
-# Run statuses that are not final: Dagster's NOT_FINISHED_STATUSES.
-UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-              dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.SUSPENDED, dg.DagsterRunStatus.CANCELING]
-
-
-class InputRunUnfinished(dg.AutomationCondition):
-    """True while a run that is to make one of the asset's inputs (any partition) has not finished:
-    queued, starting, running or being canceled.
-
-    Dagster's ``in_progress`` is narrower: a partition is "in progress" from the run's
-    ASSET_MATERIALIZATION_PLANNED event until that run's ASSET_MATERIALIZATION of it, not until the
-    run ends. After the materialisation a forecast run still records its asset checks, ends its step
-    and its executor, and only then succeeds - seconds later on a busy host. A tick in that gap sees
-    the last forecast updated and none in progress, and would ask for the plan while that forecast
-    run is still running. This asks the run storage instead: the unfinished runs, and what each is to
-    make (its asset selection, else its planned materialisations).
-
-    Arbitrary Python, so the automation sensor evaluates it in the code server
-    (``use_user_code_server``), not in the daemon."""
-
-    @property
-    def name(self) -> str:
-        return "input_run_unfinished"
-
-    @property
-    def description(self) -> str:
-        return "A run that makes one of its inputs has not finished"
-
-    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
-        inputs = set(context.asset_graph.get(context.key).parent_entity_keys)
-        instance = context.asset_graph_view.instance
-        busy = False
-        for run in instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED)) if inputs else ():
-            makes = run.asset_selection
-            if makes is None:  # a whole job (history_job, forecast_job): what it planned when created
-                makes = {record.asset_key for record in instance.get_records_for_run(
-                    run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED).records}
-            if inputs & set(makes):
-                busy = True
-                break
-        return dg.AutomationResult(context=context,
-                                   true_subset=context.candidate_subset if busy else context.get_empty_subset())
-
-
-def after_inputs(label: str, ignore: dg.AssetSelection | None = None, missing: bool = True,
-                 wait_for_runs: bool = False) -> dg.AutomationCondition:
+def after_inputs(label: str, ignore: dg.AssetSelection | None = None, missing: bool = True) -> dg.AutomationCondition:
     """Run once after an input changed (or, with ``missing``, when the asset is found never made),
     when no input is missing or still being computed. A change is remembered until handled
     (``since_last_handled``), so five forecasts finishing on five ticks make one plan, not five.
     Inputs in ``ignore`` are read but do not trigger. History before the first backfill is never
-    "missing": a fit reads what there is. With ``wait_for_runs``, "still being computed" also
-    covers an input's run that has made it but not yet finished (InputRunUnfinished)."""
+    "missing": a fit reads what there is."""
     updated = dg.AutomationCondition.any_deps_updated()
     if ignore is not None:
         updated = updated.ignore(ignore)
     trigger = updated.since_last_handled()
     if missing:  # never made (a new deployment, a new series): made once; a failed attempt waits for a change
         trigger = trigger | (dg.AutomationCondition.missing() & ~dg.AutomationCondition.execution_failed())
-    condition = (trigger
-                 & ~dg.AutomationCondition.any_deps_missing().ignore(HISTORY)
-                 & ~dg.AutomationCondition.any_deps_in_progress()
-                 & ~dg.AutomationCondition.in_progress())
-    if wait_for_runs:
-        condition = condition & ~InputRunUnfinished()
-    return condition.with_label(label)
+    return (trigger
+            & ~dg.AutomationCondition.any_deps_missing().ignore(HISTORY)
+            & ~dg.AutomationCondition.any_deps_in_progress()
+            & ~dg.AutomationCondition.in_progress()).with_label(label)
 
 
 # The calendar moves with the date: made once, then every morning before history lands. It is
@@ -100,18 +48,10 @@ REFIT = after_inputs("re-fit when history lands", ignore=CALENDAR)
 JUDGE = after_inputs("judge a day when its history lands", ignore=FORECASTS, missing=False)
 # Plans read history only for backtests at past origins; they follow the forecasts, which follow
 # history, so history landing alone does not re-plan (it would plan twice: before and after the
-# forecasts). They wait for every input's run to have finished, not only to have materialised: a
-# forecast run that has published its forecast is still running for a few seconds.
-REPLAN = after_inputs("re-plan when the forecasts or the capacity model change", ignore=HISTORY | CALENDAR,
-                      wait_for_runs=True)
+# forecasts).
+REPLAN = after_inputs("re-plan when the forecasts or the capacity model change", ignore=HISTORY | CALENDAR)
 # What one instance serves changes when a rehearsal ends.
 REMEASURE = after_inputs("re-fit when a rehearsal ends")
-
-# use_user_code_server is a beta parameter that shaper passes on purpose (REPLAN's InputRunUnfinished
-# is Python the daemon cannot run), and Dagster passes it again whenever it copies the sensor.
-_USER_CODE_SERVER_BETA = ("Parameter `use_user_code_server` of initializer "
-                          "`AutomationConditionSensorDefinition.__init__` is currently in beta")
-warnings.filterwarnings("ignore", message=re.escape(_USER_CODE_SERVER_BETA), category=dg.BetaWarning)
 
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "shaper_automation",
@@ -121,9 +61,6 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     # Plain runs, not a backfill: a backfill holds the day's accuracy until every forecast in it has
     # finished (they share it), and never runs it if one forecast fails; the accuracy does not need them.
     emit_backfills=False,
-    # Evaluated in the code server, which can run InputRunUnfinished; the daemon evaluates only
-    # conditions made of Dagster's own (serialisable) parts.
-    use_user_code_server=True,
     description="Evaluates every asset's automation condition: forecasts re-fit when history lands, the day is "
                 "judged, plans and the Prometheus export follow the forecasts. It only reads, forecasts and "
                 "plans, so it is on by default; applying (plan_apply_sensor) is a dry run until an operator "
