@@ -88,8 +88,10 @@ class DayCalendar:
         out: dict[str, np.ndarray] = {}
         if self.events.empty or len(index) == 0:
             return out
-        starts, ends = self.to_labels(self.events["start"]), self.to_labels(self.events["end"])
-        values = index.asi8
+        # One unit for both sides: pandas keeps the unit it parsed (seconds, microseconds...).
+        starts = self.to_labels(self.events["start"]).as_unit("us")
+        ends = self.to_labels(self.events["end"]).as_unit("us")
+        values = index.as_unit("us").asi8
         for name, s, e in zip(self.events["name"], starts.asi8, ends.asi8):
             lo, hi = np.searchsorted(values, [s, e])
             if hi > lo:

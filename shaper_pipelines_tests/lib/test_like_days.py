@@ -149,3 +149,13 @@ def test_holidays_of_the_real_bike_trace_beat_seasonal_naive():
     ours = np.mean(np.abs(f.frame.set_index("timestamp")["yhat"].reindex(day).to_numpy() - truth)[ok])
     naive = np.mean(np.abs(seasonal_naive(series, day) - truth)[ok])
     assert ours < 0.7 * naive, f.served
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_event_steps_do_not_depend_on_the_index_unit(tmp_path, unit):
+    # pandas keeps the unit it parsed: a history read from Unix seconds has second-unit stamps.
+    cal = from_region("", pd.Timestamp("2026-10-01", tz="UTC"), pd.Timestamp("2026-11-10", tz="UTC"),
+                      folder=_batch_calendar(tmp_path, 1.4))
+    index = pd.date_range("2026-10-28", "2026-11-02", freq="1h", tz="UTC").as_unit(unit)
+    steps = cal.event_steps(index)["month-end"]
+    assert list(index[steps].hour) == [18, 19, 20, 21, 22, 23]  # Friday 30 October, 18:00 UTC for 6 h
