@@ -63,7 +63,8 @@ PLANNED, MINIMUM = "planned", "minimum"
 MODEL_FAMILIES = {
     "seasonal_naive_day": "seasonal_naive", "seasonal_naive_week": "seasonal_naive",
     "daily_profile": "profile", "leveled_profile": "profile", "business_profile": "profile",
-    "recent_level": "level", "prophet": "prophet",
+    "recent_level": "level", "prophet": "prophet", "like_days": "profile",
+    "holt_winters": "statistical", "mstl_level": "statistical",
 }
 
 HELP = {

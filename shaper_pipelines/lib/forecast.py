@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from shaper_pipelines.lib import day_choice, like_days as like
+from shaper_pipelines.lib import day_choice, like_days as like, stat_models
 from shaper_pipelines.lib.day_kinds import DayCalendar
 
 PROFILE_DAYS = 7  # days a daily profile is taken over: one week evens out the weekday mix
@@ -147,9 +147,13 @@ CANDIDATES: dict[str, Model] = {
     "business_profile": business_profile,
     "like_days": like.like_days,
     "recent_level": recent_level,
+    "holt_winters": stat_models.holt_winters,
+    "mstl_level": stat_models.mstl_level,
     "prophet": prophet_model,
 }
-FAST = [name for name in CANDIDATES if name != "prophet"]
+# mstl_level is offered, not run by default: on the carried traces it won no more than
+# holt_winters alone, and its weekly season costs ~45 ms a fit (lib/stat_models.py).
+FAST = [name for name in CANDIDATES if name not in ("prophet", "mstl_level")]
 CALENDAR_MODELS = {"business_profile", "like_days"}  # candidates that need a calendar
 # Candidates that read the history as it was: Prophet models holidays itself and like_days is
 # the calendar model. The rest read it with past calendar days made ordinary (like.cleaned).
@@ -158,7 +162,9 @@ RAW_INPUT = {"prophet", "like_days"}
 
 def _needs(name: str, days: float) -> bool:
     """Whether ``days`` of history are enough to fit and backtest a candidate at all."""
-    need = {"seasonal_naive_week": 8, "business_profile": 7, "like_days": 7, "prophet": 2}.get(name, 1)
+    # holt_winters needs two days at every backtest origin; mstl_level three
+    need = {"seasonal_naive_week": 8, "business_profile": 7, "like_days": 7, "holt_winters": 5, "mstl_level": 6,
+            "prophet": 2}.get(name, 1)
     return days >= need + 1
 
 

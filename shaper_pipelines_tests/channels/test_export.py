@@ -138,12 +138,14 @@ def test_model_labels_are_a_fixed_set_of_families():
     assert model_family("0.62*daily_profile + 0.38*prophet") == model_family("0.5*prophet + 0.5*recent_level") == \
         "ensemble"
     assert model_family("seasonal_naive_day (fallback)") == model_family("seasonal_naive_week") == "seasonal_naive"
-    assert model_family("leveled_profile") == model_family("business_profile") == "profile"
+    assert model_family("leveled_profile") == model_family("business_profile") == model_family("like_days") == \
+        "profile"
+    assert model_family("holt_winters") == model_family("mstl_level") == "statistical"
     assert model_family("something new") == model_family(None) == "other"
     from shaper_pipelines.lib.forecast import CANDIDATES
 
     families = {model_family(m) for m in CANDIDATES}
-    assert "other" not in families and len(families | {"ensemble", "other"}) <= 6
+    assert "other" not in families and len(families | {"ensemble", "other"}) <= 7
 
 
 def test_the_step_in_force_follows_now_and_a_spent_forecast_exports_nothing_but_the_time():
