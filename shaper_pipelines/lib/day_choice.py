@@ -67,9 +67,13 @@ def serve(values: np.ndarray, history: pd.DatetimeIndex, future: pd.DatetimeInde
             verdicts[kind] = _judge_day_kind(kind, values, days, ctx, ordinary)
         wins, why = verdicts[kind]
         steps = future_rows == d
-        if wins:
-            if like_future is None:
+        if wins and like_future is None:
+            try:
                 like_future = like.like_days(values, len(future), ctx)
+            except ValueError as exc:  # too few ordinary days to draw a profile from
+                verdicts = {k: (False, f"like days cannot be made from this history: {exc}") for k in CALENDAR_KINDS}
+                wins, why = verdicts[kind]
+        if wins:
             out[steps] = like_future[steps]
         name = cal.name(days.dates[d])
         served.append({"date": str(days.dates[d]), "kind": kind, "holiday": name,

@@ -66,11 +66,9 @@ def profiles(days: Days, before: int) -> tuple[np.ndarray, np.ndarray] | None:
     rows = [d for d in range(lo, before) if days.full(d)]
     work = [d for d in rows if days.kinds[d] == WORKDAY][-WORKDAYS:]
     rest = [d for d in rows if days.kinds[d] == WEEKEND][-WEEKEND_DAYS:]
-    if len(work) < 2 and len(rest) < 2:
+    if len(work) < 2 or len(rest) < 2:  # a mix of the two needs both
         return None
-    w = _median(days.values[work]) if len(work) >= 2 else _median(days.values[rest])
-    e = _median(days.values[rest]) if len(rest) >= 2 else w
-    return e, w
+    return _median(days.values[rest]), _median(days.values[work])
 
 
 def _median(block: np.ndarray) -> np.ndarray:
@@ -195,7 +193,8 @@ def like_days(h: np.ndarray, n: int, ctx) -> np.ndarray:
     for d in np.unique(future_rows):
         b = base(days, int(d), effects, ctx.calendar)
         if b is None:
-            raise ValueError("like_days needs at least two ordinary whole days of history")
+            raise ValueError("like_days needs two ordinary working days and two weekend days in the six weeks "
+                             "before each day it forecasts")
         here = future_rows == d
         out[here] = b[future_slots[here]]
     return out

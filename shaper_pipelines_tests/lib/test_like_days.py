@@ -159,3 +159,14 @@ def test_event_steps_do_not_depend_on_the_index_unit(tmp_path, unit):
     index = pd.date_range("2026-10-28", "2026-11-02", freq="1h", tz="UTC").as_unit(unit)
     steps = cal.event_steps(index)["month-end"]
     assert list(index[steps].hour) == [18, 19, 20, 21, 22, 23]  # Friday 30 October, 18:00 UTC for 6 h
+
+
+def test_a_history_too_short_for_like_days_is_served_by_todays_model_and_says_why():
+    # Tuesday and Wednesday only, then Thanksgiving: no weekend day to draw a holiday from.
+    index = pd.date_range("2026-11-24", "2026-11-26", freq="1h", tz="UTC", inclusive="left")
+    s = pd.Series(np.arange(len(index), dtype=float) % 24 + 5, index=index)
+    cal = from_region("US", index[0], index[-1] + pd.Timedelta(days=2))
+    f = forecast(s, pd.Timedelta(hours=24), calendar=cal)
+    [record] = f.served
+    assert record["model"] == f.model and "like days cannot be made from this history" in record["why"]
+    assert np.isfinite(f.frame["yhat"]).all()
