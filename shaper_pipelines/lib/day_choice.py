@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from shaper_pipelines.lib import like_days as like
-from shaper_pipelines.lib.day_kinds import CALENDAR_KINDS, HOLIDAY, DayCalendar
+from shaper_pipelines.lib.day_kinds import CALENDAR_KINDS, HOLIDAY, DayCalendar, weekday
 
 MAX_JUDGED = 8  # latest past occurrences judged per kind: enough evidence at a bounded cost
 MIN_BEFORE_DAYS = 7  # an occurrence is judged only with a week of history before it
@@ -43,7 +43,7 @@ def calendar_steps(cal: DayCalendar, index: pd.DatetimeIndex) -> np.ndarray:
 def is_weekend(cal: DayCalendar, when: pd.Timestamp | pd.DatetimeIndex):
     """Whether labels fall on a Saturday or Sunday of the calendar's local days."""
     index = pd.DatetimeIndex([when]) if isinstance(when, pd.Timestamp) else when
-    weekend = (cal.dates(index).astype("int64") + 3) % 7 >= 5
+    weekend = weekday(cal.dates(index)) >= 5
     return bool(weekend[0]) if isinstance(when, pd.Timestamp) else weekend
 
 

@@ -27,6 +27,11 @@ CALENDAR_KINDS = (HOLIDAY, AFTER, BEFORE)
 _OBSERVED = re.compile(r"\s*\((observed|estimated)\)", re.I)
 
 
+def weekday(dates) -> np.ndarray:
+    """Monday = 0 .. Sunday = 6 of datetime64[D] dates (1970-01-01 was a Thursday)."""
+    return (np.asarray(dates, dtype="datetime64[D]").astype("int64") + 3) % 7
+
+
 def holiday_kind(name: str) -> str:
     """The holiday a name belongs to, whichever year or observed day: "Christmas Day (observed)"
     is Christmas Day, so its occurrences are learnt together."""
@@ -67,9 +72,9 @@ class DayCalendar:
         dates = np.asarray(dates, dtype="datetime64[D]")
         hol = np.array(sorted(self.holidays), dtype="datetime64[D]")
         is_hol = np.isin(dates, hol)
-        weekday = (dates.astype("int64") + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
-        out = np.where(weekday >= 5, WEEKEND, WORKDAY).astype(object)
-        work = ~is_hol & (weekday < 5)
+        day = weekday(dates)
+        out = np.where(day >= 5, WEEKEND, WORKDAY).astype(object)
+        work = ~is_hol & (day < 5)
         out[work & np.isin(dates - 1, hol)] = AFTER
         out[work & np.isin(dates + 1, hol) & (out == WORKDAY)] = BEFORE
         out[is_hol] = HOLIDAY

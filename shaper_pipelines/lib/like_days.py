@@ -26,7 +26,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from shaper_pipelines.lib.day_kinds import AFTER, BEFORE, HOLIDAY, WEEKEND, WORKDAY, DayCalendar, holiday_kind
+from shaper_pipelines.lib.day_kinds import (
+    AFTER,
+    BEFORE,
+    HOLIDAY,
+    WEEKEND,
+    WORKDAY,
+    DayCalendar,
+    holiday_kind,
+    weekday,
+)
 
 PRIOR_WEIGHT = 1.0  # occurrences the prior counts as
 LOOKBACK_DAYS = 42  # ordinary days are looked for in the six weeks before a day
@@ -121,7 +130,7 @@ def learn(days: Days, before: int, cal: DayCalendar) -> Effects:
         kind = days.kinds[d]
         if kind not in PRIORS or not days.full(d):
             continue
-        if kind == HOLIDAY and (days.dates[d].astype("int64") + 3) % 7 >= 5:
+        if kind == HOLIDAY and weekday(days.dates[d]) >= 5:
             continue  # a holiday on a weekend is a weekend anyway: it says nothing of one on a weekday
         p = profiles(days, d)
         if p is None:
@@ -212,8 +221,8 @@ def cleaned(h: np.ndarray, ctx) -> np.ndarray:
         p = profiles(days, int(d))
         if len(steps) == 0 or p is None:
             continue
-        weekday = (days.dates[d].astype("int64") + 3) % 7 < 5
-        out[steps] = (p[1] if weekday else p[0])[days.slot[steps]]
+        working = weekday(days.dates[d]) < 5
+        out[steps] = (p[1] if working else p[0])[days.slot[steps]]
     for name, mask in ctx.calendar.event_steps(index).items():
         f = effects.factors.get(name, 1.0)
         if f > 0:
