@@ -6,6 +6,11 @@ time of day over the last days) or a flat recent level usually beats both "yeste
 (which copies yesterday's noise) and Prophet with defaults (which smooths away sharp daily edges).
 Which one wins depends on the series, so every series gets its own backtest, not a global choice.
 
+With a business calendar (``lib.day_kinds``), past calendar days are kept out of the ordinary
+candidates' inputs and backtest, weekend days are judged on weekend days, and each holiday, day
+around one and event of the horizon is served by what did best on its past occurrences
+(``lib.like_days``, ``lib.day_choice``).
+
 Everything works on a regular grid of ``step`` seconds with ``period`` steps a day; the caller
 regularises history first (``lib.history``).
 """

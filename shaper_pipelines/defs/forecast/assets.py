@@ -83,8 +83,10 @@ def demand_forecast(context: dg.AssetExecutionContext, config: ForecastConfig, d
                     business_calendar: pd.DataFrame):
     """Quantile forecasts (p50 = yhat, p90, a 90 % interval) of one series, ``horizon_hours`` ahead
     at its step. Candidates - daily and business-day profiles, a leveled profile, the recent
-    level, seasonal naive (day and week) and Prophet with the business calendar's holidays and
-    events - are backtested from rolling origins; the best are combined by their errors."""
+    level, seasonal naive (day and week), Holt-Winters, like days and Prophet with the business
+    calendar's holidays and events - are backtested from rolling origins; the best are combined
+    by their errors. Holidays, the days around them and events are each served by what did best
+    on their past occurrences (lib.day_choice); the calendar_days table says which and why."""
     from shaper_pipelines.lib.day_kinds import from_events
     from shaper_pipelines.lib.forecast import forecast
     from shaper_pipelines.lib.plots import overlay_plot_png, png_markdown
