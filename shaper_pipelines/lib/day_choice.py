@@ -59,12 +59,17 @@ def serve(values: np.ndarray, history: pd.DatetimeIndex, future: pd.DatetimeInde
     verdicts: dict[str, tuple[bool, str]] = {}
     like_future = None
     future_rows = days.row[n:]
-    for d in np.unique(future_rows):
+    calendar_days = [d for d in np.unique(future_rows) if days.kinds[d] in CALENDAR_KINDS]
+    coming = {k: m for k, m in cal.event_steps(future).items() if m.any()}
+    if not calendar_days and not coming:
+        return out, served
+    # What the whole history teaches, fitted once: every verdict's description and every event's
+    # factor read it.
+    effects = like.fit(values, 0, ctx)[1]
+    for d in calendar_days:
         kind = days.kinds[d]
-        if kind not in CALENDAR_KINDS:
-            continue
         if kind not in verdicts:
-            verdicts[kind] = _judge_day_kind(kind, values, days, ctx, ordinary)
+            verdicts[kind] = _judge_day_kind(kind, values, days, ctx, ordinary, effects)
         wins, why = verdicts[kind]
         steps = future_rows == d
         if wins and like_future is None:
@@ -78,12 +83,12 @@ def serve(values: np.ndarray, history: pd.DatetimeIndex, future: pd.DatetimeInde
         name = cal.name(days.dates[d])
         served.append({"date": str(days.dates[d]), "kind": kind, "holiday": name,
                        "model": "like_days" if wins else label, "steps": int(steps.sum()), "why": why})
-    _serve_events(values, history, future, out, ctx, ordinary, days, served)
+    _serve_events(values, history, coming, out, ctx, ordinary, days, effects, served)
     return out, served
 
 
 def _judge_day_kind(kind: str, values: np.ndarray, days: like.Days, ctx,
-                    ordinary: Callable[[int, int], np.ndarray]) -> tuple[bool, str]:
+                    ordinary: Callable[[int, int], np.ndarray], effects: like.Effects) -> tuple[bool, str]:
     n = len(values)
     history_rows = days.row[:n]
     rows = [d for d in range(len(days.dates))
@@ -99,7 +104,6 @@ def _judge_day_kind(kind: str, values: np.ndarray, days: like.Days, ctx,
             continue
         by_ordinary = ordinary(origin, length)
         errors.append((float(np.mean(np.abs(by_like - truth))), float(np.mean(np.abs(by_ordinary - truth)))))
-    effects = like.fit(values, 0, ctx)[1]
     a, b = effects.mix[kind]
     learnt = effects.occurrences.get(kind, 0)
     mix = f"{a:.2f} x weekend + {b:.2f} x working day, from {learnt} past occurrence(s)"
@@ -118,14 +122,12 @@ def _runs(mask: np.ndarray) -> list[np.ndarray]:
     return np.split(covered, np.flatnonzero(np.diff(covered) > 1) + 1) if len(covered) else []
 
 
-def _serve_events(values, history, future, out, ctx, ordinary, days: like.Days, served: list[dict]) -> None:
+def _serve_events(values, history, coming: dict[str, np.ndarray], out, ctx, ordinary, days: like.Days,
+                  now: like.Effects, served: list[dict]) -> None:
+    """Apply, or not, the factor of each event with steps in the horizon (``coming``: its mask)."""
     cal: DayCalendar = ctx.calendar
     n = len(values)
-    coming = {k: m for k, m in cal.event_steps(future).items() if m.any()}
-    if not coming:
-        return
     past = cal.event_steps(history)
-    now = like.fit(values, 0, ctx)[1]
     for name, mask in coming.items():
         factor = now.factors.get(name, cal.uplift(name))
         with_factor, without = [], []
