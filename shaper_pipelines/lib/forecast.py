@@ -17,6 +17,7 @@ regularises history first (``lib.history``).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -319,8 +320,10 @@ def forecast(
         # Past calendar days are judged against today's model without Prophet when it has other
         # members: a Prophet fit per past holiday costs seconds each and would rarely change a verdict.
         fast = {m: w for m, w in weights.items() if m != "prophet"}
-        judge = ordinary_model if not fast or len(fast) == len(weights) else (
-            lambda upto, steps: sum(w * run(m, upto, steps) for m, w in fast.items()) / sum(fast.values()))
+        judge = ordinary_model
+        if fast and len(fast) < len(weights):
+            total = sum(fast.values())
+            judge = functools.partial(ordinary_model, w={m: w / total for m, w in fast.items()})
         yhat, served = day_choice.serve(values, series.index, index, yhat, ctx, judge, label)
         notes += [day_choice.describe(s) for s in served]
     residuals = np.concatenate(actual) - combined_bt
