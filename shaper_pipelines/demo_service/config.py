@@ -4,6 +4,7 @@ listens. Checked here, once, for the command line and for ``start_demo_service``
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import asdict, dataclass
 
 MODES = ("cpu", "pool")
@@ -64,4 +65,6 @@ class ServiceConfig:
         return self.workers / self.work_s
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "capacity_rps": self.capacity_rps}
+        # The cores this process may run on, beside the capacity: in "cpu" mode the capacity holds
+        # only while there are at least ``workers`` of them (and free).
+        return {**asdict(self), "capacity_rps": self.capacity_rps, "cores": len(os.sched_getaffinity(0))}

@@ -16,7 +16,8 @@ What a rehearsal reads from it (through a Prometheus or scraped directly):
 - ``demo_busy_worker_seconds_total``: the integral of busy workers; its ``rate()`` divided by
   ``demo_workers`` is the mean utilisation over the rate's window, with nothing missed between
   scrapes;
-- ``demo_cpu_seconds_total``: CPU of the service and its worker processes together. The standard
+- ``demo_cpu_seconds_total``: CPU of the service and its worker processes together (a worker's
+  as of its last finished request, so it lags by at most one request's work). The standard
   ``process_cpu_seconds_total`` (from ``prometheus_client``'s process collector) is the server
   process alone, which in "cpu" mode leaves out the work;
 - ``demo_workers``, ``demo_queue_limit``, ``demo_work_seconds`` and

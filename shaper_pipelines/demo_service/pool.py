@@ -90,13 +90,14 @@ class CpuWork:
         self.work_s = config.work_s
         # spawn, not fork: forking a process that runs threads (asyncio's, the executor's) can
         # copy a held lock into the child.
-        self.executor = ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=work.started, initargs=(os.getpid(),))
+        context = multiprocessing.get_context("spawn")
+        self.executor = ProcessPoolExecutor(config.workers, mp_context=context, initializer=work.started,
+                                            initargs=(os.getpid(), context.Barrier(config.workers)))
         self._cpu: dict[int, float] = {}  # worker pid -> CPU seconds it had used at its last request
         self._lock = threading.Lock()
         # Every worker started now, from this (the main) thread: the kernel's parent-death signal
         # is tied to the thread that started a child, and a request handler's thread may retire.
-        # Submitted together, before any has started, each lands on a worker of its own.
+        # Each ``ready`` waits at the barrier until all are in one, so each holds a worker of its own.
         for future in [self.executor.submit(work.ready) for _ in range(config.workers)]:
             self._record(*future.result(timeout=60))
 

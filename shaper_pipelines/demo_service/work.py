@@ -21,13 +21,18 @@ import time
 _BLOCK = os.urandom(4096)
 
 
-def started(parent: int) -> None:
+_all_started = None  # a barrier for every worker, set by ``started``
+
+
+def started(parent: int, all_started) -> None:
     """Worker initialiser: die with the service (the kernel's SIGKILL if it is killed outright) and
     leave Ctrl-C to it, so one keystroke does not print a traceback per worker."""
+    global _all_started
     from shaper_pipelines.agent.lifeline import die_with_parent
 
     die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _all_started = all_started
 
 
 def burn(seconds: float) -> tuple[int, float]:
@@ -40,6 +45,8 @@ def burn(seconds: float) -> tuple[int, float]:
 
 
 def ready() -> tuple[int, float]:
-    """A task that does nothing: how the service makes sure every worker has started."""
-    time.sleep(0.05)  # long enough that no worker takes two of these while the others start
+    """A task that waits for every worker to be in it too: N of them, submitted at once, are how
+    the service makes sure each of its N workers has started (a worker that started first would
+    otherwise take two while another still imports)."""
+    _all_started.wait(timeout=60)
     return os.getpid(), time.process_time()
