@@ -50,7 +50,8 @@ class _PoolCollector:
 
     def collect(self):
         pool, config = self.pool, self.config
-        yield GaugeMetricFamily("demo_in_flight_requests", "Requests admitted and not yet answered (in work or queued).",
+        yield GaugeMetricFamily("demo_in_flight_requests",
+                                "Requests admitted and not yet answered (in work or queued).",
                                 value=pool.busy + pool.queued)
         yield GaugeMetricFamily("demo_queued_requests", "Requests waiting for a worker.", value=pool.queued)
         yield GaugeMetricFamily("demo_busy_workers", "Workers in work on a request.", value=pool.busy)

@@ -18,6 +18,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import shaper_pipelines
 from shaper_pipelines.demo_service.config import ServiceConfig
@@ -55,7 +56,7 @@ class DemoService:
             proc.stdout.close()
         return proc.returncode
 
-    def __enter__(self) -> DemoService:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -277,5 +277,5 @@ def test_refuses_anything_but_loopback(host):
     with pytest.raises(ConfigError, match="loopback"):
         start_demo_service(host=host)
     run = subprocess.run([sys.executable, "-m", "shaper_pipelines.demo_service", "--host", host],
-                         capture_output=True, text=True, timeout=60, env=_child_env())
+                         capture_output=True, text=True, timeout=60, env=_child_env(), check=False)
     assert run.returncode == 2 and "loopback address only" in run.stderr and run.stdout == ""
