@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -217,7 +217,7 @@ class ResponseModel:
                 "description": self.describe()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ResponseModel":
+    def from_dict(cls, data: dict) -> ResponseModel:
         if data.get("format") != _FORMAT:
             raise ValueError(f"not a stored response model ({_FORMAT}): format {data.get('format')!r}")
 
@@ -299,12 +299,12 @@ def fit_response(frame: pd.DataFrame, objective: Objective, *, min_samples: int 
     runs = int(rows["run_key"].nunique()) if "run_key" in rows.columns and rows["run_key"].notna().any() else 1
     return ResponseModel(objective=objective, capacity=float(capacity), bound=bound, broken_by=broken_by,
                          saturation=saturation, saturated=saturated, utilisation_source=source, visited=visited,
-                         samples=int(len(offered)), runs=max(runs, 1), latency_curve=latency_curve,
+                         samples=len(offered), runs=max(runs, 1), latency_curve=latency_curve,
                          error_curve=error_curve, utilisation_curve=utilisation_curve)
 
 
 def _utc(t: datetime) -> datetime:
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
 
 
 def _age(delta: timedelta) -> str:

@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from shaper_pipelines.lib.response_model import Objective, ResponseModel, fit_response, is_stale
+from shaper_pipelines.lib.response_model import (
+    Objective,
+    ResponseModel,
+    fit_response,
+    is_stale,
+)
 
 MU = 200.0  # requests/s one instance serves at most
 Z95 = math.log(20.0)  # M/M/1: the sojourn time is exponential with rate mu - lambda; its p95 is ln 20 / (mu - lambda)
@@ -165,7 +170,7 @@ def test_objective_is_checked():
 
 
 def test_stale_by_age_and_by_version():
-    now = datetime(2026, 12, 2, 12, tzinfo=timezone.utc)
+    now = datetime(2026, 12, 2, 12, tzinfo=UTC)
     week = timedelta(days=7)
     assert is_stale(now - timedelta(days=2), now, week, "1.2", "1.2") is None
     assert is_stale(now - timedelta(days=9), now, week, "1.2", "1.2") == "rehearsed 9 days ago, older than 7 days"
