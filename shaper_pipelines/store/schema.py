@@ -60,6 +60,10 @@ simulation_runs = sa.Table(
     sa.Column("dispatched_by", sa.String(200), nullable=False),
     sa.Column("status", sa.String(20), nullable=False, doc="dispatched, finished, stopped or failed"),
     sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("scaling_target", sa.String(100), doc="the scaling target whose service a capacity rehearsal measured"),
+    sa.Column("service_version", sa.String(100), doc="the service's version in scaling.yaml when it was rehearsed"),
+    sa.Column("started_at", sa.Float, doc="epoch seconds the agent started the load (its clock)"),
+    sa.Column("ended_by", sa.String(20), doc="latency or errors: the run stopped itself on its objective"),
 )
 
 simulation_samples = sa.Table(
@@ -70,6 +74,15 @@ simulation_samples = sa.Table(
     sa.Column("t", sa.Integer, primary_key=True, doc="seconds since the run started"),
     sa.Column("target", sa.Float, nullable=False),
     sa.Column("achieved", sa.Float, nullable=False),
+    # What Locust saw this second (network_io only) and what the service reported; null: not measured.
+    sa.Column("errors", sa.Float, doc="failed requests this second"),
+    sa.Column("latency_p50_ms", sa.Float),
+    sa.Column("latency_p95_ms", sa.Float),
+    sa.Column("latency_p99_ms", sa.Float),
+    sa.Column("service_utilisation", sa.Float, doc="0..1, the service's own measure"),
+    sa.Column("service_p95_ms", sa.Float),
+    sa.Column("service_p99_ms", sa.Float),
+    sa.Column("service_errors", sa.Float, doc="errors per second the service counted"),
 )
 
 scaling_plans = sa.Table(
