@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shaper_pipelines.lib.action_budget import DEFAULT_MAX_ACTIONS
 from shaper_pipelines.lib.durations import Duration
 from shaper_pipelines.lib.metrics_config import MetricsConfig
+from shaper_pipelines.lib.rehearsal_config import Rehearsal
 
 _NAME = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 # Application Auto Scaling's ResourceId for an ECS service.
@@ -50,6 +51,8 @@ class ScalingTarget(BaseModel):
     # The most scheduled actions shaper may hold on the target per 48 hours of plan: the budget
     # planning keeps to. At most the AWS quota of the kind (SCHEDULED_ACTION_QUOTA).
     max_actions: int = Field(default=DEFAULT_MAX_ACTIONS, ge=1)
+    # How the service is rehearsed and its latency objective: the capacity model's source.
+    rehearsal: Rehearsal | None = None
 
     @field_validator("region")
     @classmethod
