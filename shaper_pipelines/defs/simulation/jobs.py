@@ -15,6 +15,10 @@ class SelectionConfig(dg.Config):
     window_minutes: float = 60.0  # a cron trigger is due if it fired this recently
     intensity: float = 1.0  # scales every chosen profile
     http_target: str = ""  # the URL network_io rehearsals send requests to; none: they are not run
+    # A capacity rehearsal of this scaling target's service: its rehearsal profile (unless
+    # profile_ids names others) against its rehearsal url (unless http_target overrides it), on one
+    # agent, watched and stopped as its scaling.yaml rehearsal section says.
+    scaling_target: str = ""
 
 
 @dg.op(out=dg.Out(list))
@@ -25,9 +29,17 @@ def select_profiles(context: dg.OpExecutionContext, config: SelectionConfig, dat
     within what the fleet can run at once."""
     from shaper_pipelines.lib.selection import select
 
+    requested, http_target = set(config.profile_ids), config.http_target
+    if config.scaling_target:
+        rehearsal = _rehearsal(config.scaling_target)
+        requested = requested or {rehearsal.profile}
+        http_target = http_target or rehearsal.url or ""
+        if not http_target:
+            raise dg.Failure(f"scaling target {config.scaling_target!r} has no rehearsal url in scaling.yaml; "
+                             "set it or pass http_target")
     with database.profile_store() as store:
         stored = store.list()
-    missing = set(config.profile_ids) - {s.profile_id for s in stored}
+    missing = requested - {s.profile_id for s in stored}
     if missing:
         raise dg.Failure(f"requested profiles are not in the store: {', '.join(sorted(missing))}")
 
@@ -40,11 +52,11 @@ def select_profiles(context: dg.OpExecutionContext, config: SelectionConfig, dat
         return None if value is None else value >= 1
 
     slots = fleet.slots()
-    if config.http_target:
+    if http_target:
         slots["network_io"] = slots.get("network_io", max(slots.values(), default=1))
     decisions = select([(s.profile, s.version) for s in stored], now=datetime.now(timezone.utc),
                        window_s=config.window_minutes * 60, events=set(config.events), evaluate_metric=evaluate,
-                       slots=slots, requested=set(config.profile_ids))
+                       slots=slots, requested=requested)
     chosen = [d for d in decisions if d.chosen]
     table = "\n".join(["| profile | version | resource | priority | chosen | why |", "|---|---:|---|---:|---|---|"]
                       + [f"| {d.profile_id} | {d.version} | {d.resource} | {d.priority} | {'yes' if d.chosen else 'no'} "
@@ -53,34 +65,56 @@ def select_profiles(context: dg.OpExecutionContext, config: SelectionConfig, dat
                                  "decisions": dg.MetadataValue.md(table)})
     for d in chosen:
         context.log.info(f"chosen {d.profile_id} v{d.version}: {d.why}")
-    target = config.http_target or "localhost"
-    return [(d.profile_id, d.version, config.intensity, target if d.resource == "network_io" else "localhost")
-            for d in chosen]
+    target = http_target or "localhost"
+    return [(d.profile_id, d.version, config.intensity, target if d.resource == "network_io" else "localhost",
+             config.scaling_target if d.resource == "network_io" else "") for d in chosen]
+
+
+def _rehearsal(name: str):
+    from shaper_pipelines.config import load_scaling
+
+    try:
+        target = load_scaling().target(name)
+    except LookupError as exc:
+        raise dg.Failure(str(exc)) from None
+    if target.rehearsal is None:
+        raise dg.Failure(f"scaling target {name!r} has no rehearsal section in scaling.yaml")
+    return target.rehearsal
 
 
 @dg.op
 def simulate(context: dg.OpExecutionContext, chosen: list, database: DatabaseResource,
              fleet: AgentFleetResource) -> list:
     """Start each chosen profile on every agent of the fleet with the intensity split between
-    them; records each dispatch so the agent sensor can collect the result."""
+    them; records each dispatch so the agent sensor can collect the result. A capacity rehearsal
+    runs on one agent (Locust spreads it over its own workers): its self-stop and its reading of
+    the service are one agent's view of one instance."""
     from shaper_pipelines.agent.client import AgentError
     from shaper_pipelines.store.simulation_store import Dispatch
 
     clients = fleet.clients() if chosen else []
     dispatches = []
     with database.profile_store() as store:
-        for profile_id, version, intensity, target in chosen:
+        for profile_id, version, intensity, target, scaling_target in chosen:
             profile = store.get(profile_id, version).profile
-            share = intensity / len(clients)
-            for client in clients:
+            watch, version_of_service, agents = {}, None, clients
+            if scaling_target:
+                rehearsal = _rehearsal(scaling_target)
+                watch = {"stop_when": rehearsal.stop_when()}
+                if rehearsal.watch == "scrape":
+                    watch["monitor"] = rehearsal.scrape.monitor(target)
+                version_of_service, agents = rehearsal.service_version, clients[:1]
+            share = intensity / len(agents)
+            for client in agents:
                 try:
-                    run = client.start(profile.canonical(), intensity=share, target_resource=target)
+                    run = client.start(profile.canonical(), intensity=share, target_resource=target, **watch)
                 except AgentError as exc:
                     # Stop what this simulation already started: half a rehearsal measures nothing.
                     for d in dispatches:
                         fleet.client_for(d.agent_url).stop(d.run_key)
                     raise dg.Failure(f"{profile_id}: {exc}") from None
-                dispatches.append(Dispatch(run["id"], profile_id, version, client.url, run["resource"], share))
+                dispatches.append(Dispatch(run["id"], profile_id, version, client.url, run["resource"], share,
+                                           scaling_target or None, version_of_service))
                 context.log.info(f"{profile_id} v{version} -> {client.url} run {run['id']} at intensity {share:g}")
     with database.simulation_store() as sims:
         sims.record_dispatches(dispatches, f"dagster run {context.run.run_id[:8]}")

@@ -89,3 +89,35 @@ def event_feed_sensor(context: dg.SensorEvaluationContext):
         return dg.SkipReason("new lines held no event")
     return dg.RunRequest(run_key=f"events-{offset}", tags={"shaper/events": ",".join(sorted(set(events)))[:200]},
                          run_config={"ops": {"select_profiles": {"config": {"events": sorted(set(events))}}}})
+
+
+@dg.sensor(job_name="load_simulation_job", minimum_interval_seconds=600,
+           default_status=dg.DefaultSensorStatus.STOPPED,
+           description="Rehearses a scaling target's service again when its newest capacity rehearsal is stale "
+                       "(older than its rehearsal.max_age, or of another service_version) or it has none, for "
+                       "targets whose scaling.yaml rehearsal names a url. Stopped by default: it makes real load.")
+def capacity_rehearsal_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource):
+    """One load_simulation_job run per target due, with scaling_target set; keyed on the newest
+    rehearsal it replaces, so a failed rehearsal is not retried on every tick."""
+    from shaper_pipelines.config import load_scaling
+    from shaper_pipelines.lib.clock import now
+    from shaper_pipelines.lib.rehearsal_capacity import rehearsal_due
+
+    with database.simulation_store() as sims:
+        runs = sims.runs()
+    requests, fresh = [], []
+    for t in load_scaling().targets:
+        if t.rehearsal is None or not t.rehearsal.url:
+            continue
+        due = rehearsal_due(t.rehearsal, [r for r in runs if r.get("scaling_target") == t.name],
+                            now().to_pydatetime())
+        if due is None:
+            fresh.append(t.name)
+            continue
+        why, after = due
+        requests.append(dg.RunRequest(run_key=f"capacity-{t.name}-after-{after}",
+                                      tags={"shaper/scaling_target": t.name, "shaper/why": why[:200]},
+                                      run_config={"ops": {"select_profiles": {"config": {"scaling_target": t.name}}}}))
+    if not requests:
+        return dg.SkipReason(f"capacity rehearsals fresh or running: {', '.join(fresh) or 'no target has a rehearsal url'}")
+    return requests
