@@ -11,8 +11,12 @@ and utilisation at any load below it is load / capacity.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 KEEP_UP = 0.95  # achieved / offered below this: the instance no longer keeps up
 MIN_SAMPLES = 20
@@ -59,7 +63,8 @@ def fit_capacity(offered: np.ndarray, achieved: np.ndarray) -> CapacityFit:
     return CapacityFit(capacity=max(capacity, 1e-12), saturated=saturated, samples=len(x), offered=x, achieved=fitted)
 
 
-def utilisation_at_plan(utilisation: "pd.DataFrame", plan: "pd.DataFrame") -> "pd.DataFrame":
+def utilisation_at_plan(utilisation: pd.DataFrame, plan: pd.DataFrame,
+                        curves: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None) -> pd.DataFrame:
     """Predicted utilisation at the capacity the scaling plan will have serving: per target and
     forecast step, ``utilisation`` (columns target, timestamp, utilization_p50, utilization_p90 and
     capacity, the instances those are computed at) rescaled to the plan's floor in force at that
@@ -67,7 +72,12 @@ def utilisation_at_plan(utilisation: "pd.DataFrame", plan: "pd.DataFrame") -> "p
     next one, and the last for one more step). The plan keeps its floor within the target's
     minimum and maximum, so demand beyond what the maximum serves shows as utilisation above 1.
     Steps the plan does not cover, and targets without a plan, are left out. Columns: target,
-    timestamp, utilization_p50, utilization_p90, capacity (the planned floor)."""
+    timestamp, utilization_p50, utilization_p90, capacity (the planned floor), and demand_p50 and
+    demand_p90 when ``utilisation`` has them.
+
+    A target in ``curves`` (load per instance -> utilisation: a rehearsed service's fitted curve)
+    is mapped through it at the planned floor, from ``utilisation``'s demand columns, instead of
+    rescaled: its utilisation need not be proportional to its load."""
     import pandas as pd
 
     columns = ["target", "timestamp", "utilization_p50", "utilization_p90", "capacity"]
@@ -94,10 +104,17 @@ def utilisation_at_plan(utilisation: "pd.DataFrame", plan: "pd.DataFrame") -> "p
                               direction="backward")["desired_capacity"].to_numpy(dtype=float)
         at = u["capacity"].to_numpy(dtype=float)
         ok = np.isfinite(floor) & (floor > 0)
-        scale = np.where(ok, at / np.where(ok, floor, 1.0), np.nan)
-        frames.append(pd.DataFrame({
-            "target": name, "timestamp": u["timestamp"].to_numpy(),
-            "utilization_p50": u["utilization_p50"].to_numpy(dtype=float) * scale,
-            "utilization_p90": u["utilization_p90"].to_numpy(dtype=float) * scale,
-            "capacity": floor})[ok])
+        per = np.where(ok, floor, 1.0)
+        scale = np.where(ok, at / per, np.nan)
+        out = {"target": name, "timestamp": u["timestamp"].to_numpy(), "capacity": floor}
+        demand = "demand_p50" in u.columns and "demand_p90" in u.columns
+        curve = (curves or {}).get(name) if demand else None
+        for p in ("p50", "p90"):
+            if curve is not None:
+                out[f"utilization_{p}"] = np.where(ok, curve(u[f"demand_{p}"].to_numpy(dtype=float) / per), np.nan)
+            else:
+                out[f"utilization_{p}"] = u[f"utilization_{p}"].to_numpy(dtype=float) * scale
+        if demand:
+            out.update(demand_p50=u["demand_p50"].to_numpy(dtype=float), demand_p90=u["demand_p90"].to_numpy(dtype=float))
+        frames.append(pd.DataFrame(out)[ok])
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)

@@ -67,3 +67,28 @@ def overlay_plot_png(panels: Sequence[tuple[str, Sequence[tuple[str, np.ndarray,
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper right")
     return _png(plt, fig, title)
+
+
+def response_plot_png(targets: Sequence[tuple[str, dict]]) -> bytes:
+    """Per target ``(name, parts)``: how its service responded to load in its rehearsals. ``parts``
+    holds ``points`` (offered, utilisation, latency_ms: the measured seconds), ``curve`` (the same
+    columns, fitted), ``objective_ms`` and ``capacity`` (a vertical line where the objective breaks)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(targets), 2, figsize=(10, 2.6 * len(targets) + 0.6), squeeze=False)
+    for (ax_u, ax_l), (name, parts) in zip(axes, targets):
+        points, curve = parts["points"], parts["curve"]
+        ax_u.scatter(points["offered"], points["utilisation"], s=6, alpha=0.4, label="measured")
+        ax_u.plot(curve["offered"], curve["utilisation"], color="#d62728", lw=1.2, label="fitted")
+        ax_u.set_title(f"{name}: utilisation", fontsize=9, loc="left")
+        ax_l.scatter(points["offered"], points["latency_ms"], s=6, alpha=0.4, label="measured")
+        ax_l.plot(curve["offered"], curve["latency_ms"], color="#d62728", lw=1.2, label="fitted")
+        ax_l.axhline(parts["objective_ms"], color="grey", ls="--", lw=1, label="objective")
+        ax_l.set_yscale("log")
+        ax_l.set_title(f"{name}: latency (ms)", fontsize=9, loc="left")
+        for ax in (ax_u, ax_l):
+            ax.axvline(parts["capacity"], color="black", ls=":", lw=1, label="capacity")
+            ax.set_xlabel("offered load per instance", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, loc="upper left")
+    return _png(plt, fig, "")

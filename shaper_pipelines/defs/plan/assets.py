@@ -39,6 +39,8 @@ def scaling_plan(context: dg.AssetExecutionContext, config: PlanConfig, database
 
     scaling = load_scaling()
     capacity = capacity_model.set_index("target")["capacity_per_instance"]
+    objective_of = ({r.target: r.objective for r in capacity_model.itertuples(index=False) if r.bound == "objective"}
+                    if "bound" in capacity_model.columns else {})
     calendar = from_events(business_calendar)
     plans, sections, failures, critical = [], [], [], []
     for t in scaling.targets:
@@ -50,6 +52,9 @@ def scaling_plan(context: dg.AssetExecutionContext, config: PlanConfig, database
         fc = demand_forecast.get(key, {})
         if fc.get("frame") is not None:
             found = critical_at_maximum(t.name, fc["frame"], t.max_capacity, c, config.critical_utilization)
+            if found and objective_of.get(t.name):
+                # The capacity is the load at which the latency objective broke: the notice says so.
+                found["objective"] = objective_of[t.name]
             if found:
                 critical.append(found)
         history = history_window(database, t.history.target, t.history.metric, config.lookback_days)
