@@ -16,6 +16,12 @@ values besides the configured target, resource and series names:
   ``utilisation_forecast`` holds): how much the plan has to do. ``window="now"`` is the step in
   force at export time, ``"next_1h"``/``"next_24h"`` the maximum from that step to one hour / one
   day ahead;
+- ``shaper_predicted_objective_load_ratio{target,resource,capacity="planned",percentile,window,objective}``:
+  for a target whose capacity is its latency objective's (a rehearsed service, when the caller
+  passes ``response``), the predicted demand per planned instance over the load per instance at
+  which the objective (``objective``, e.g. "p95 under 250 ms") was first broken in rehearsal:
+  above 1 the service is predicted to break its objective at the planned capacity. Same
+  percentiles and windows;
 - ``shaper_actual_utilization_ratio{target,resource,capacity="minimum"}``: the latest observed
   demand of a scaling target's history series on the minimum-capacity basis (divided by its
   minimum capacity times the capacity per instance), when the caller passes ``observed``: what the
@@ -72,6 +78,9 @@ HELP = {
         "Predicted utilisation of a scaling target (1 = full): capacity=planned at the floor the scaling plan "
         "holds at each step (what will be serving), capacity=minimum at its configured minimum capacity. "
         "window=now is the step in force at export, next_1h/next_24h the maximum up to that far ahead.",
+    "shaper_predicted_objective_load_ratio":
+        "Predicted demand per planned instance over the load per instance at which the service broke its latency "
+        "objective in rehearsal: above 1 the objective is predicted to break at the planned capacity.",
     "shaper_actual_utilization_ratio":
         "Latest observed demand of a scaling target divided by what its configured minimum capacity serves "
         "(1 = full): the basis of shaper_predicted_utilization_ratio{capacity=\"minimum\"}.",
@@ -204,28 +213,33 @@ def _get(obj, key: str, default=None):
     return obj.get(key, default) if isinstance(obj, Mapping) else getattr(obj, key, default)
 
 
-def _utilisation_samples(frame: pd.DataFrame, basis: str, info: Mapping[str, Any], now: pd.Timestamp) -> list[Sample]:
+def _utilisation_samples(frame: pd.DataFrame, basis: str, info: Mapping[str, Any], now: pd.Timestamp, *,
+                         name: str = "shaper_predicted_utilization_ratio", columns: Mapping[str, str] = PERCENTILES,
+                         extra: Mapping[str, Mapping[str, str]] | None = None) -> list[Sample]:
+    """Per target and percentile (``columns``: percentile -> column), the value in force now and the
+    peak over each window; ``extra``: more labels per target."""
     out = []
     frame = frame.assign(timestamp=_times(frame["timestamp"]))
-    for name, group in frame.groupby("target", sort=True):
+    for target, group in frame.groupby("target", sort=True):
         group = group.sort_values("timestamp", kind="stable").reset_index(drop=True)
-        resource = _get(info.get(name, {}), "resource", "")
+        resource = _get(info.get(target, {}), "resource", "")
         current = _in_force(group["timestamp"], now)
-        for percentile, column in PERCENTILES.items():
+        for percentile, column in columns.items():
             values = group[column].to_numpy(dtype=float)
-            labels = {"target": name, "resource": resource, "capacity": basis, "percentile": percentile}
+            labels = {"target": target, "resource": resource, "capacity": basis, "percentile": percentile,
+                      **(extra or {}).get(target, {})}
             if current is not None:
-                out.append(sample("shaper_predicted_utilization_ratio", values[current], **labels, window="now"))
+                out.append(sample(name, values[current], **labels, window="now"))
             for window, span in WINDOWS.items():
                 positions = _window_positions(group["timestamp"], now, current, span)
                 if len(positions):
-                    out.append(sample("shaper_predicted_utilization_ratio", np.nanmax(values[positions]),
-                                      **labels, window=window))
+                    out.append(sample(name, np.nanmax(values[positions]), **labels, window=window))
     return out
 
 
 def prediction_samples(*, utilisation: pd.DataFrame, plan: pd.DataFrame, forecasts: Mapping[str, Mapping] | Iterable[Mapping],
-                       targets: Iterable[Any] = (), now, observed: pd.DataFrame | None = None) -> list[Sample]:
+                       targets: Iterable[Any] = (), now, observed: pd.DataFrame | None = None,
+                       response: Mapping[str, Mapping[str, Any]] | None = None) -> list[Sample]:
     """The samples of every family from the assets' values.
 
     ``utilisation``: target, timestamp, utilization_p50, utilization_p90 and capacity (the
@@ -239,7 +253,10 @@ def prediction_samples(*, utilisation: pd.DataFrame, plan: pd.DataFrame, forecas
     (naive means UTC); ``observed`` (optional): the latest observed demand per scaling target,
     columns target, demand, min_capacity and capacity_per_instance, one row per target, for
     ``shaper_actual_utilization_ratio`` (a row whose demand or capacity is missing, not finite or
-    not positive is left out)."""
+    not positive is left out); ``response`` (optional): per target whose service was rehearsed,
+    ``capacity`` (the load per instance at its latency objective), ``objective`` (its text) and
+    ``curve`` (load per instance -> utilisation, or None): the planned utilisation is mapped
+    through the curve, and ``shaper_predicted_objective_load_ratio`` is exported for it."""
     from shaper_pipelines.lib.capacity import utilisation_at_plan
 
     now = _utc(now)
@@ -248,7 +265,11 @@ def prediction_samples(*, utilisation: pd.DataFrame, plan: pd.DataFrame, forecas
 
     if len(utilisation):
         if len(plan) and "capacity" in utilisation.columns:
-            out.extend(_utilisation_samples(utilisation_at_plan(utilisation, plan), PLANNED, info, now))
+            response = response or {}
+            planned = utilisation_at_plan(utilisation, plan,
+                                          {k: r["curve"] for k, r in response.items() if r.get("curve")})
+            out.extend(_utilisation_samples(planned, PLANNED, info, now))
+            out.extend(_objective_samples(planned, response, info, now))
         out.extend(_utilisation_samples(utilisation, MINIMUM, info, now))
 
     if observed is not None and len(observed):
@@ -286,6 +307,23 @@ def prediction_samples(*, utilisation: pd.DataFrame, plan: pd.DataFrame, forecas
     return out
 
 
+def _objective_samples(planned: pd.DataFrame, response: Mapping[str, Mapping[str, Any]], info: Mapping[str, Any],
+                       now: pd.Timestamp) -> list[Sample]:
+    """shaper_predicted_objective_load_ratio: demand per planned instance over the objective's load."""
+    if not response or not len(planned) or "demand_p90" not in planned.columns:
+        return []
+    capacity = {k: float(r.get("capacity", np.nan)) for k, r in response.items()}
+    rows = planned[planned["target"].map(lambda t: np.isfinite(capacity.get(t, np.nan)) and capacity[t] > 0)]
+    if not len(rows):
+        return []
+    at = rows["capacity"].to_numpy(dtype=float) * rows["target"].map(capacity).to_numpy(dtype=float)
+    ratios = rows.assign(objective_p50=rows["demand_p50"].to_numpy(dtype=float) / at,
+                         objective_p90=rows["demand_p90"].to_numpy(dtype=float) / at)
+    return _utilisation_samples(ratios, PLANNED, info, now, name="shaper_predicted_objective_load_ratio",
+                                columns={"p50": "objective_p50", "p90": "objective_p90"},
+                                extra={k: {"objective": str(r.get("objective", ""))} for k, r in response.items()})
+
+
 def _actual_samples(observed: pd.DataFrame, info: Mapping[str, Any]) -> list[Sample]:
     """``shaper_actual_utilization_ratio`` per row of ``observed``: demand / (min_capacity x
     capacity_per_instance), the basis ``utilisation_forecast`` divides the forecast by."""
@@ -309,10 +347,11 @@ def _actual_samples(observed: pd.DataFrame, info: Mapping[str, Any]) -> list[Sam
 
 
 def build_exposition(*, utilisation: pd.DataFrame, plan: pd.DataFrame, forecasts, targets: Iterable[Any] = (),
-                     now, observed: pd.DataFrame | None = None) -> str:
+                     now, observed: pd.DataFrame | None = None, response: Mapping[str, Mapping[str, Any]] | None = None
+                     ) -> str:
     """The text exposition of :func:`prediction_samples`."""
     return render(prediction_samples(utilisation=utilisation, plan=plan, forecasts=forecasts, targets=targets,
-                                     now=now, observed=observed))
+                                     now=now, observed=observed, response=response))
 
 
 def _check_group(job: str, grouping: Mapping[str, str] | None) -> None:

@@ -27,7 +27,8 @@ def run_failure_notice(context: dg.RunFailureSensorContext):
 @dg.asset_sensor(asset_key=dg.AssetKey("scaling_plan"), default_status=dg.DefaultSensorStatus.RUNNING,
                  minimum_interval_seconds=30,
                  description="Posts a notice when a new scaling plan finds a target whose forecast would run it "
-                             "above the critical utilisation even at its maximum capacity.")
+                             "above the critical utilisation even at its maximum capacity; for a rehearsed "
+                             "service, above that share of the load at which it broke its latency objective.")
 def critical_plan_notice(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
     from shaper_pipelines.lib.notify import post
 
@@ -39,6 +40,8 @@ def critical_plan_notice(context: dg.SensorEvaluationContext, asset_event: dg.Ev
     if not url:
         return dg.SkipReason(f"{len(critical.value)} critical target(s), but SHAPER_ALERT_WEBHOOK is not set")
     for c in critical.value:
-        post(url, f"shaper: {c['target']} is forecast at {c['utilization']:.0%} utilisation at {c['at']} even at its "
-                  f"maximum of {c['max_capacity']} instances",
+        what = (f"{c['utilization']:.0%} of the load that keeps {c['objective']}" if c.get("objective")
+                else f"{c['utilization']:.0%} utilisation")
+        post(url, f"shaper: {c['target']} is forecast at {what} at {c['at']} even at its maximum of "
+                  f"{c['max_capacity']} instances",
              {"kind": "critical_plan", **c, "run_id": asset_event.run_id})

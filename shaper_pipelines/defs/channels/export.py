@@ -57,7 +57,9 @@ def prometheus_export(context: dg.AssetExecutionContext, pushgateway: Pushgatewa
     scaling_plan's floor at each step, what the alerts watch) and at the configured minimum
     (capacity="minimum"), the actual utilisation (the latest stored value of each target's history
     series, on the minimum basis), the planned capacity (now, and the peak over the next day) and
-    each forecast's accuracy against seasonal naive (by model family), through prometheus_client,
+    each forecast's accuracy against seasonal naive (by model family), and for a rehearsed service
+    the predicted demand per planned instance over its latency objective's load
+    (shaper_predicted_objective_load_ratio), through prometheus_client,
     for dashboards (deploy/grafana) and alert rules (profiles_data/alerts/shaper.rules.yml). Pushed
     to SHAPER_PUSHGATEWAY_URL, replacing the previous push; without one, written atomically to
     $SHAPER_HOME/export/shaper.prom for node_exporter's textfile collector."""
@@ -68,7 +70,7 @@ def prometheus_export(context: dg.AssetExecutionContext, pushgateway: Pushgatewa
     targets = load_scaling().targets
     observed = latest_observed(database, targets, capacity_model)
     samples = prediction_samples(utilisation=utilisation_forecast, plan=scaling_plan, forecasts=demand_forecast,
-                                 targets=targets, now=now, observed=observed)
+                                 targets=targets, now=now, observed=observed, response=rehearsed(capacity_model))
     exported = registry(samples)
     body = render(exported)
     actual = {dict(s.labels)["target"]: s.value for s in samples if s.name == "shaper_actual_utilization_ratio"}
@@ -126,6 +128,24 @@ def prometheus_export(context: dg.AssetExecutionContext, pushgateway: Pushgatewa
         "predicted_peaks": dg.MetadataValue.md(peaks_table),
         "sample": dg.MetadataValue.md(f"```\n{shown}\n```"),
     })
+
+
+def rehearsed(capacity_model: pd.DataFrame) -> dict:
+    """Per target whose capacity_model row has a fitted response: its utilisation curve, and, when
+    a rehearsal broke the objective (not a lower bound, which would alarm on what is unknown),
+    the objective's load per instance, for shaper_predicted_objective_load_ratio."""
+    from shaper_pipelines.lib.response_model import ResponseModel
+
+    out = {}
+    if "response" not in capacity_model.columns:
+        return out
+    for row in capacity_model.itertuples(index=False):
+        if not isinstance(row.response, dict):
+            continue
+        model = ResponseModel.from_dict(row.response)
+        out[row.target] = {"curve": model.utilisation_at, "objective": row.objective or "",
+                           "capacity": model.capacity if model.bound == "objective" else float("nan")}
+    return out
 
 
 def _fmt(value) -> str:
