@@ -34,9 +34,11 @@ Assumptions of the utilisation curve (``ResponseModel.utilisation_at``)
   (``utilisation_source == "none"``).
 
 Rows: one per rehearsal second (``offered``, ``achieved``, ``utilisation``, ``latency_ms``,
-``errors``, optionally ``run_key``). A second whose latency is NaN (nothing completed) is left out
-of the latency fit; its errors still count in the error ratio (errors over nothing completed is
-the whole budget broken). Pure: numpy, pandas and scikit-learn, no I/O.
+``errors``, optionally ``run_key``). Left out: rows without a finite offered load above 0, and
+seconds in which nothing completed and nothing failed (the load had not reached the service: a
+load generator still starting; their utilisation of 0 would drag the curve down). A second whose
+latency is NaN is left out of the latency fit; its errors still count in the error ratio (errors
+over nothing completed is the whole budget broken). Pure: numpy, pandas and scikit-learn, no I/O.
 """
 
 from __future__ import annotations
@@ -246,10 +248,13 @@ def fit_response(frame: pd.DataFrame, objective: Objective, *, min_samples: int 
     if "offered" not in frame.columns:
         raise ValueError("a response fit needs an 'offered' column (requests/s per instance)")
     offered = _column(frame, "offered")
-    keep = np.isfinite(offered) & (offered > 0)
+    # A second in which nothing completed and nothing failed says nothing of the service: the load
+    # had not reached it (a load generator still starting, a gap between stages).
+    idle = (_column(frame, "achieved") <= 0) & ~(np.nan_to_num(_column(frame, "errors", 0.0), nan=0.0) > 0)
+    keep = np.isfinite(offered) & (offered > 0) & ~idle
     if keep.sum() < min_samples:
-        raise ValueError(f"{int(keep.sum())} usable rehearsal rows (finite offered load above 0); "
-                         f"a response fit needs at least {min_samples}")
+        raise ValueError(f"{int(keep.sum())} usable rehearsal rows (finite offered load above 0, something "
+                         f"completed or failed); a response fit needs at least {min_samples}")
     rows = frame.loc[keep]
     offered = offered[keep]
     achieved = _column(rows, "achieved")

@@ -141,6 +141,16 @@ def test_errors_where_nothing_completed_break_the_budget():
     assert model.broken_by == "errors" and 95 <= model.capacity <= 100
 
 
+def test_seconds_before_the_load_reached_the_service_are_left_out():
+    """A load generator takes seconds to start: those seconds show nothing achieved, no errors and
+    an idle service, and must not pull the lowest step's utilisation down."""
+    frame = rehearsal(np.arange(20, 200, 20.0), seconds_each=5)
+    frame.loc[:2, ["achieved", "utilisation", "latency_ms", "errors"]] = [0.0, 0.0, np.nan, 0.0]
+    model = fit_response(frame, Objective(0.95, 250.0))
+    assert model.samples == len(frame) - 3
+    assert abs(model.utilisation_at(20.0)[0] - 0.1) < 0.02
+
+
 def test_broken_already_at_the_lowest_load_is_an_upper_bound():
     model = fit_response(rehearsal(np.arange(150, 200, 2.0)), Objective(0.95, 20.0))
     assert model.bound == "upper" and model.capacity == 150.0
