@@ -8,6 +8,8 @@ leaves nothing allocated behind.
 
 from __future__ import annotations
 
+import itertools
+import math
 import multiprocessing as mp
 import os
 import threading
@@ -15,6 +17,8 @@ import time
 from pathlib import Path
 
 from shaper_pipelines.agent.lifeline import die_with_parent
+from shaper_pipelines.agent.locust_counts import BOUNDS_MS, Counts, read_counts
+from shaper_pipelines.lib.histograms import increase, quantile_from_buckets
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PERIOD = 0.05  # seconds per busy/idle cycle of a CPU worker: short enough to average smoothly
@@ -232,6 +236,7 @@ class DiskGenerator:
 
 
 LOCUSTFILE = str(Path(__file__).with_name("locustfile.py"))
+LATENCY_BOUNDS = (*BOUNDS_MS, math.inf)
 
 
 class NetworkGenerator:
@@ -268,7 +273,10 @@ class NetworkGenerator:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         self.last_achieved = 0.0
-        self._counted = (time.monotonic(), 0)
+        self.last_window: dict = {"errors": None, "latency_p50_ms": None, "latency_p95_ms": None,
+                                  "latency_p99_ms": None}
+        self._counted = (time.monotonic(), Counts())
+        self._files: dict = {}  # each counts file as last read
 
     @property
     def pids(self) -> list[int]:
@@ -280,19 +288,27 @@ class NetworkGenerator:
         tmp.replace(self.control)  # atomic: a worker never reads half a number
 
     def tick(self) -> float:
-        """Requests per second completed since the last tick, summed over Locust's workers."""
+        """Requests per second completed since the last tick, summed over Locust's workers, failed
+        or not. ``last_window`` then says the rest of that window: ``errors`` (failed requests per
+        second) and the successful requests' latency quantiles in ms (``latency_p50_ms``,
+        ``latency_p95_ms``, ``latency_p99_ms``; None when none succeeded in the window)."""
         if self.proc.poll() is not None:
             raise RuntimeError(f"Locust exited with {self.proc.returncode}; see {self.work_dir / 'locust.log'}")
-        total = 0
-        for f in self.work_dir.glob("counts-*.txt"):
-            try:
-                total += int(f.read_text() or 0)
-            except (OSError, ValueError):
-                pass
+        counts = read_counts(self.work_dir, self._files)
         now = time.monotonic()
-        elapsed = now - self._counted[0]
-        self.last_achieved = (total - self._counted[1]) / elapsed if elapsed > 0 else 0.0
-        self._counted = (now, total)
+        then, before = self._counted
+        elapsed = now - then
+        rate = (lambda n: max(0, n) / elapsed) if elapsed > 0 else (lambda n: 0.0)
+        self.last_achieved = rate(counts.completed - before.completed)
+        # Buckets of this window, made cumulative at BOUNDS_MS and +Inf (a Locust that restarted
+        # and counts from zero again reads as having started in this window).
+        window = increase(dict(enumerate(before.latency)), dict(enumerate(counts.latency)))
+        cumulative = list(itertools.accumulate(window[i] for i in range(len(counts.latency))))
+        self.last_window = {"errors": rate(counts.failures - before.failures)}
+        for q in (0.5, 0.95, 0.99):
+            value = quantile_from_buckets(q, LATENCY_BOUNDS, cumulative)
+            self.last_window[f"latency_p{round(q * 100)}_ms"] = None if math.isnan(value) else round(value, 3)
+        self._counted = (now, counts)
         return self.last_achieved
 
     def stop(self) -> None:

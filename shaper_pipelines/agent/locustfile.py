@@ -8,7 +8,7 @@ what a user-count shape would give.
 The agent writes the target rate to ``SHAPER_LOCUST_CONTROL`` every second. Run alone, Locust's
 users read it there; distributed, the master reads it and broadcasts it to its workers (forked
 here or started elsewhere with ``shaper locust-worker``), which need no shared disk. Completed
-requests flow back the same way (see ``locust_counts``).
+requests, failures and response times flow back the same way (see ``locust_counts``).
 """
 
 import os
