@@ -12,6 +12,10 @@ safety a weapon needs.
   abandoned run alive forever;
 - ``stop_all`` and ``close`` stop everything within two seconds, children included; ``close``
   also removes the work directory when the agent made it.
+
+A network run may also read its target's own ``/metrics`` every second (``monitor``; its URL's
+host must be on the allow-list too) and end itself once a latency or error objective has been
+broken for long enough (``stop_when``): see ``watch``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from shaper_pipelines.agent.watch import CLIENT_FIELDS, SERVICE_FIELDS, Invalid, Watch, parse_monitor, parse_stop_when
 from shaper_pipelines.lib.profile import ProfileError, parse_profile, render
 
 
@@ -63,18 +68,32 @@ class Run:
     started: float = field(default_factory=time.time)
     status: str = "running"
     reason: str = ""
-    samples: list = field(default_factory=list)  # (t, target, achieved)
+    samples: list = field(default_factory=list)  # dicts: t, target, achieved, *CLIENT_FIELDS, *SERVICE_FIELDS
     pids: list = field(default_factory=list)  # the generator's worker processes
+    stop_when: dict | None = None  # as parse_stop_when keeps it, defaults filled in
+    monitor: dict | None = None  # as parse_monitor keeps it
+    ended_by: dict | None = None  # set when the run stopped itself (stop_when)
+    watch: Watch | None = field(default=None, repr=False)
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
     thread: threading.Thread | None = field(default=None, repr=False)
 
     def view(self) -> dict:
-        last = self.samples[-1] if self.samples else (0, 0.0, 0.0)
+        samples = [dict(s) for s in list(self.samples)]
+        current = samples[-1] if samples else new_sample(0, 0.0, 0.0)
+        watch = self.watch
         return {"id": self.id, "profile_id": self.profile_id, "resource": self.resource, "target": self.target,
                 "intensity": self.intensity, "status": self.status, "reason": self.reason, "unit": self.unit,
-                "started": self.started, "duration_s": len(self.values), "elapsed_s": len(self.samples),
-                "current": {"t": last[0], "target": last[1], "achieved": last[2]}, "pids": self.pids,
-                "samples": [{"t": t, "target": a, "achieved": b} for t, a, b in self.samples]}
+                "started": self.started, "duration_s": len(self.values), "elapsed_s": len(samples),
+                "current": current, "pids": self.pids, "stop_when": self.stop_when, "monitor": self.monitor,
+                "ended_by": self.ended_by, "monitor_failures": watch.failures if watch else 0,
+                "monitor_missing": watch.missing if watch else [], "samples": samples}
+
+
+def new_sample(t: int, target: float, achieved: float, client: dict | None = None) -> dict:
+    """One second of a run: what was offered and achieved, the client's view of it (network runs)
+    and the service's (runs with a monitor); None where not measured."""
+    return {"t": t, "target": target, "achieved": achieved,
+            **{k: (client or {}).get(k) for k in CLIENT_FIELDS}, **dict.fromkeys(SERVICE_FIELDS)}
 
 
 def _intensity(value) -> float:
@@ -151,6 +170,7 @@ class Agent:
         resource = profile.resource_type.value
         if resource == "network_io" and not urlparse(target).scheme.startswith("http"):
             raise Refused(422, "network_io load needs target_resource to be an http(s) URL on the allow-list")
+        monitor, stop_when = self._watch(resource, body)
         self._duration_within_cap(float(profile.duration))
         if any(r.resource == resource for r in self.active()):
             raise Refused(409, f"a {resource} run is already active on this agent")
@@ -162,11 +182,29 @@ class Agent:
         with self.lock:
             if any(r.resource == resource for r in self.active()):
                 raise Refused(409, f"a {resource} run is already active on this agent")
-            run = Run(uuid.uuid4().hex[:12], profile.profile_id, resource, target, intensity, values, profile.unit)
+            run = Run(uuid.uuid4().hex[:12], profile.profile_id, resource, target, intensity, values, profile.unit,
+                      stop_when=stop_when, monitor=monitor)
             self.runs[run.id] = run
         run.thread = threading.Thread(target=self._drive, args=(run,), daemon=True, name=f"run-{run.id}")
         run.thread.start()
         return run
+
+    def _watch(self, resource: str, body: dict) -> tuple[dict | None, dict | None]:
+        """The run's monitor and stop_when, checked: 422 when malformed or on a run that is not
+        network_io (only HTTP load has latencies and errors to judge), 403 when the metrics URL's
+        host is not on the allow-list."""
+        raw_monitor, raw_stop = body.get("monitor"), body.get("stop_when")
+        for name, raw in (("stop_when", raw_stop), ("monitor", raw_monitor)):
+            if raw is not None and resource != "network_io":
+                raise Refused(422, f"{name} applies to network_io runs only, not to a {resource} run")
+        try:
+            monitor = parse_monitor(raw_monitor)
+            stop_when = parse_stop_when(raw_stop, monitor)
+        except Invalid as exc:
+            raise Refused(422, str(exc)) from None
+        if monitor is not None and not self._host_allowed(monitor["metrics_url"]):
+            raise Refused(403, f"monitor.metrics_url {monitor['metrics_url']!r} is not on this agent's allow-list")
+        return monitor, stop_when
 
     def adjust(self, run_id: str, body: dict) -> Run:
         run = self._get(run_id)
@@ -227,26 +265,39 @@ class Agent:
                                                lim.locust_master_port)
         return generators.DiskGenerator(self.work_dir / run.id, self.limits.max_disk_quota_mib)
 
+    @staticmethod
+    def _stop_itself(run: Run, ended_by: dict, reason: str) -> None:
+        """The objective was broken long enough: the run ends as one stopped on request does."""
+        if run.status == "running":
+            run.ended_by, run.reason, run.status = ended_by, reason, "stopped"
+            run.stop_event.set()
+
     def _drive(self, run: Run) -> None:
         """Follow the profile second by second; whatever happens, the generator is stopped."""
         generator, outcome = None, None
+        watch = Watch(run.samples, run.monitor, run.stop_when, lambda ended, why: self._stop_itself(run, ended, why))
         try:
             generator = self._generator(run)
             run.pids = list(generator.pids)
             begin = time.monotonic()
+            run.watch = watch
+            watch.start(begin)
             for second, value in enumerate(run.values):
                 target = float(value) * run.intensity
                 generator.set_target(target)
                 if run.stop_event.wait(max(0.0, begin + second + 1 - time.monotonic())):
                     break
-                run.samples.append((second, target, float(generator.tick())))
+                achieved = float(generator.tick())
+                watch.add(new_sample(second, target, achieved, getattr(generator, "last_window", None)))
             else:
                 outcome = ("finished", run.reason)
         except Exception as exc:  # a generator that fails is a failed run, explained, not a dead agent
             outcome = ("failed", f"{type(exc).__name__}: {exc}")
         finally:
+            watch.close()  # before anything else: no self-stop after this
             if generator is not None:
                 generator.stop()
-            # Said only once the load is gone and its files removed: "finished" means cleaned up.
-            if outcome is not None:
+            # Said only once the load is gone and its files removed: "finished" means cleaned up. A
+            # run that stopped itself in its last second stays stopped.
+            if outcome is not None and not (outcome[0] == "finished" and run.ended_by is not None):
                 run.status, run.reason = outcome

@@ -31,15 +31,27 @@ class _AgentCollector:
                                    labels=LABELS)
         achieved = GaugeMetricFamily("shaper_agent_achieved_load",
                                      "Load achieved in the last second, in the same unit.", labels=LABELS)
+        p95 = GaugeMetricFamily("shaper_agent_client_latency_p95_milliseconds",
+                                "p95 response time of the active network run's successful requests in the "
+                                "last second, as its load generator measured it.", labels=LABELS)
+        errors = GaugeMetricFamily("shaper_agent_client_errors_per_second",
+                                   "Failed requests per second of the active network run, in the last second.",
+                                   labels=LABELS)
         active = self.agent.active()
         for run in active:
             if run.samples:
-                _, wanted, got = run.samples[-1]
+                last = run.samples[-1]
                 labels = [run.resource, run.profile_id, run.unit]
-                target.add_metric(labels, wanted)
-                achieved.add_metric(labels, got)
+                target.add_metric(labels, last["target"])
+                achieved.add_metric(labels, last["achieved"])
+                if last.get("latency_p95_ms") is not None:
+                    p95.add_metric(labels, last["latency_p95_ms"])
+                if last.get("errors") is not None:
+                    errors.add_metric(labels, last["errors"])
         yield target
         yield achieved
+        yield p95
+        yield errors
         yield GaugeMetricFamily("shaper_agent_active_runs", "Runs generating load now.", value=len(active))
 
 
