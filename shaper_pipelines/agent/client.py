@@ -40,9 +40,17 @@ class AgentClient:
         except (urllib.error.URLError, OSError) as exc:
             raise AgentUnreachable(f"agent {self.url} is unreachable: {getattr(exc, 'reason', exc)}") from None
 
-    def start(self, profile: dict, intensity: float = 1.0, target_resource: str = "localhost") -> dict:
-        return self._call("POST", "/runs", {"profile": profile, "intensity": intensity,
-                                            "target_resource": target_resource})
+    def start(self, profile: dict, intensity: float = 1.0, target_resource: str = "localhost", *,
+              stop_when: dict | None = None, monitor: dict | None = None) -> dict:
+        """Start a run. A network_io run may take ``monitor`` (the target's own /metrics, read every
+        second) and ``stop_when`` (an objective that ends the run once broken); see
+        ``shaper_pipelines.agent.watch`` for both."""
+        body = {"profile": profile, "intensity": intensity, "target_resource": target_resource}
+        if stop_when is not None:
+            body["stop_when"] = stop_when
+        if monitor is not None:
+            body["monitor"] = monitor
+        return self._call("POST", "/runs", body)
 
     def get(self, run_id: str) -> dict:
         return self._call("GET", f"/runs/{run_id}")
