@@ -1,0 +1,149 @@
+"""Rehearsals measure the service, not only the load: a real agent process drives real Locust at the
+demo service (pool mode, 4 workers holding each request 20 ms: 200 requests per second), reads
+the service's own /metrics every second, and ends a run by itself once a latency objective is
+broken. Load stays modest (at most about 350 requests per second, for a few seconds)."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from shaper_pipelines.demo_service import start_demo_service
+from shaper_pipelines_tests.agent.test_agent_safety import AgentProcess, profile, wait_for
+
+MONITOR = {"busy_seconds": "demo_busy_worker_seconds_total", "capacity": "demo_workers",
+           "latency_histogram": "demo_request_duration_seconds",
+           "errors": {"name": "demo_requests_total", "label": "status", "values": ["503"]}}
+CLIENT = ("errors", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
+SERVICE = ("service_utilisation", "service_p95_ms", "service_p99_ms", "service_errors")
+
+
+@pytest.fixture(scope="module")
+def service():
+    with start_demo_service("pool", workers=4, work_ms=20, queue=16) as s:
+        yield s
+
+
+@pytest.fixture
+def agent(tmp_path):
+    a = AgentProcess(tmp_path, "--dead-man", "60s", "--max-rps", "500")
+    yield a
+    a.stop()
+
+
+def network(pattern: dict, duration: str) -> dict:
+    return profile("network_io", pattern, duration)
+
+
+def finished(agent: AgentProcess, run_id: str, timeout: float) -> dict:
+    wait_for(lambda: agent.call("GET", f"/runs/{run_id}")[1]["status"] != "running", timeout, "run ended")
+    return agent.call("GET", f"/runs/{run_id}")[1]
+
+
+def test_a_monitored_run_sees_the_client_and_the_service(agent, service):
+    status, run = agent.call("POST", "/runs", {
+        "target_resource": f"{service.url}/", "profile": network({"kind": "constant", "level": 100}, "6s"),
+        "monitor": {"metrics_url": f"{service.url}/metrics", **MONITOR}})
+    assert status == 201, run
+    assert run["monitor"]["metrics_url"] == f"{service.url}/metrics" and run["stop_when"] is None
+    run = finished(agent, run["id"], 20)
+    assert run["status"] == "finished" and run["ended_by"] is None, run
+    assert run["monitor_failures"] == 0 and run["monitor_missing"] == [], run
+    samples = run["samples"]
+    assert all({"t", "target", "achieved", *CLIENT, *SERVICE} <= set(s) for s in samples)
+    assert set(run["current"]) == set(samples[-1])
+    # Judged from two seconds after the first request went out (Locust starts slowly on a busy
+    # machine), on medians, not on one slow second.
+    joined = next(i for i, s in enumerate(samples) if s["achieved"] > 0)
+    steady = [s for s in samples[joined + 2:] if s["latency_p95_ms"] is not None]
+    assert len(steady) >= 2, samples
+    assert 20 <= statistics.median(s["latency_p95_ms"] for s in steady) <= 40, samples
+    assert statistics.median(s["latency_p50_ms"] for s in steady) >= 20, samples
+    assert abs(statistics.median(s["service_utilisation"] for s in steady) - 0.5) <= 0.15, samples
+    assert 20 <= statistics.median(s["service_p95_ms"] for s in steady) <= 40, samples
+    assert all(s["errors"] == 0 and s["service_errors"] == 0 for s in steady), samples
+
+
+def test_a_ramp_stops_itself_once_the_latency_objective_is_broken(agent, service):
+    status, run = agent.call("POST", "/runs", {
+        "target_resource": f"{service.url}/",
+        "profile": network({"kind": "ramp", "start": 50, "end": 350}, "12s"),
+        "monitor": {"metrics_url": f"{service.url}/metrics", **MONITOR},
+        "stop_when": {"latency_quantile": 0.95, "latency_ms": 60, "for_s": 2}})
+    assert status == 201, run
+    assert run["stop_when"] == {"latency_quantile": 0.95, "latency_ms": 60.0, "for_s": 2, "source": "service"}
+    run = finished(agent, run["id"], 25)
+    ended = run["ended_by"]
+    assert run["status"] == "stopped" and ended is not None, run
+    assert ended["kind"] == "latency" and ended["threshold"] == 60.0 and ended["value"] > 60, ended
+    assert 180 <= ended["at_offered"] <= 400, run["samples"]
+    assert ended["t"] < 11 and len(run["samples"]) < 12, run["samples"]  # before the end of the ramp
+    assert "stopped itself" in run["reason"] and "p95" in run["reason"] and "60 ms" in run["reason"], run
+    assert run["samples"][ended["t"]]["service_p95_ms"] > 60
+    # The load is gone: Locust's process group was stopped with the run.
+    assert agent.children() and not any(
+        _alive(p) for p in agent.children()), "Locust still running after the run stopped itself"
+
+
+def test_the_client_side_objective_and_the_agent_metrics(agent, service):
+    """Without a monitor the objective is judged on Locust's own response times."""
+    status, run = agent.call("POST", "/runs", {
+        "target_resource": f"{service.url}/", "profile": network({"kind": "constant", "level": 60}, "8s"),
+        "stop_when": {"latency_quantile": 0.5, "latency_ms": 5, "for_s": 1}})  # 20 ms work: broken at once
+    assert status == 201, run
+    assert run["stop_when"]["source"] == "client" and run["monitor"] is None
+    run = finished(agent, run["id"], 20)
+    assert run["status"] == "stopped" and run["ended_by"]["kind"] == "latency", run
+    assert run["ended_by"]["source"] == "client" and run["ended_by"]["value"] >= 15, run
+    last = run["samples"][run["ended_by"]["t"]]
+    assert last["latency_p50_ms"] > 5 and last["service_utilisation"] is None
+    assert "p50 latency" in run["reason"] and "client" in run["reason"]
+
+
+def test_what_is_refused(agent, service):
+    net = network({"kind": "constant", "level": 10}, "5s")
+    url = f"{service.url}/"
+    good_monitor = {"metrics_url": f"{service.url}/metrics", **MONITOR}
+
+    def start(**extra):
+        return agent.call("POST", "/runs", {"target_resource": url, "profile": net, **extra})
+
+    status, body = agent.call("POST", "/runs", {"profile": profile("cpu", {"kind": "constant", "level": 0.1}, "5s"),
+                                                "stop_when": {"latency_ms": 100}})
+    assert status == 422 and "network_io" in body["error"], body
+    status, body = agent.call("POST", "/runs", {"profile": profile("cpu", {"kind": "constant", "level": 0.1}, "5s"),
+                                                "monitor": good_monitor})
+    assert status == 422 and "network_io" in body["error"], body
+    port = service.url.rsplit(":", 1)[1]
+    status, body = start(monitor={"metrics_url": f"http://example.com:{port}/metrics"})
+    assert status == 403 and "allow-list" in body["error"], body
+    refusals = [
+        ({"monitor": {"metrics_url": "ftp://127.0.0.1/metrics"}}, "http(s)"),
+        ({"monitor": {"metrics_url": f"{service.url}/metrics", "latency": "x"}}, "unknown keys 'latency'"),
+        ({"monitor": {"busy_seconds": "demo_busy_worker_seconds_total"}}, "metrics_url is required"),
+        ({"monitor": {**good_monitor, "capacity": -1}}, "above 0"),
+        ({"monitor": {**good_monitor, "capacity": "not a metric"}}, "metric name"),
+        ({"monitor": {**good_monitor, "errors": {"name": "demo_requests_total", "label": "status"}}}, "values"),
+        ({"monitor": "http://127.0.0.1/metrics"}, "must be an object"),
+        ({"stop_when": {"latency_ms": 100, "latency_quantile": 0.9}}, "0.5, 0.95, 0.99"),
+        ({"stop_when": {"latency_ms": 0}}, "above 0"),
+        ({"stop_when": {"latency_ms": "100"}}, "latency_ms"),
+        ({"stop_when": {"error_ratio": 1.5}}, "0 to 1"),
+        ({"stop_when": {"latency_ms": 100, "for_s": 0}}, "for_s"),
+        ({"stop_when": {"latency_ms": 100, "for_s": 1.5}}, "for_s"),
+        ({"stop_when": {"latency_ms": 100, "source": "server"}}, "source"),
+        ({"stop_when": {"latency_ms": 100, "source": "service"}}, "needs a monitor with a latency_histogram"),
+        ({"stop_when": {"for_s": 3}}, "latency_ms"),
+        ({"stop_when": {"latency_ms": 100, "p95": 1}}, "unknown keys 'p95'"),
+    ]
+    for extra, words in refusals:
+        status, body = start(**extra)
+        assert status == 422 and words in body["error"], (extra, status, body)
+    assert agent.call("GET", "/runs")[1] == []  # nothing was started by any of them
+
+
+def _alive(pid: int) -> bool:
+    from shaper_pipelines_tests.agent.test_agent_safety import alive
+
+    return alive(pid)
