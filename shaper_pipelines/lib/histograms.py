@@ -11,7 +11,7 @@ Locust side's latency from its cumulative buckets. Pure functions, no I/O.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from prometheus_client.parser import text_string_to_metric_families
 
