@@ -6,11 +6,15 @@ broken. Load stays modest (at most about 350 requests per second, for a few seco
 from __future__ import annotations
 
 import statistics
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from shaper_pipelines.demo_service import start_demo_service
-from shaper_pipelines_tests.agent.test_agent_safety import AgentProcess, profile, wait_for
+from shaper_pipelines_tests.agent.test_agent_safety import AgentProcess, alive, profile, wait_for
+from shaper_pipelines_tests.services.postgres import free_port
 
 MONITOR = {"busy_seconds": "demo_busy_worker_seconds_total", "capacity": "demo_workers",
            "latency_histogram": "demo_request_duration_seconds",
@@ -47,6 +51,10 @@ def test_a_monitored_run_sees_the_client_and_the_service(agent, service):
         "monitor": {"metrics_url": f"{service.url}/metrics", **MONITOR}})
     assert status == 201, run
     assert run["monitor"]["metrics_url"] == f"{service.url}/metrics" and run["stop_when"] is None
+    # While it runs, the agent's own /metrics say the client's latency and errors.
+    wait_for(lambda: "shaper_agent_client_latency_p95_milliseconds{" in agent.call("GET", "/metrics")[1], 15,
+             "client latency in the agent's /metrics")
+    assert "shaper_agent_client_errors_per_second{" in agent.call("GET", "/metrics")[1]
     run = finished(agent, run["id"], 20)
     assert run["status"] == "finished" and run["ended_by"] is None, run
     assert run["monitor_failures"] == 0 and run["monitor_missing"] == [], run
@@ -83,11 +91,11 @@ def test_a_ramp_stops_itself_once_the_latency_objective_is_broken(agent, service
     assert run["samples"][ended["t"]]["service_p95_ms"] > 60
     # The load is gone: Locust's process group was stopped with the run.
     assert agent.children() and not any(
-        _alive(p) for p in agent.children()), "Locust still running after the run stopped itself"
+        alive(p) for p in agent.children()), "Locust still running after the run stopped itself"
 
 
-def test_the_client_side_objective_and_the_agent_metrics(agent, service):
-    """Without a monitor the objective is judged on Locust's own response times."""
+def test_without_a_monitor_the_objective_is_judged_on_the_client_side(agent, service):
+    """Locust's own response times, then."""
     status, run = agent.call("POST", "/runs", {
         "target_resource": f"{service.url}/", "profile": network({"kind": "constant", "level": 60}, "8s"),
         "stop_when": {"latency_quantile": 0.5, "latency_ms": 5, "for_s": 1}})  # 20 ms work: broken at once
@@ -99,6 +107,57 @@ def test_the_client_side_objective_and_the_agent_metrics(agent, service):
     last = run["samples"][run["ended_by"]["t"]]
     assert last["latency_p50_ms"] > 5 and last["service_utilisation"] is None
     assert "p50 latency" in run["reason"] and "client" in run["reason"]
+
+
+def test_a_dead_target_stops_the_run_on_errors_and_its_scrapes_are_counted_as_failed(agent):
+    """Nothing listens: every request fails (a completion and an error both), every scrape fails."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    status, run = agent.call("POST", "/runs", {
+        "target_resource": f"{dead}/", "profile": network({"kind": "constant", "level": 20}, "10s"),
+        "monitor": {"metrics_url": f"{dead}/metrics", "busy_seconds": "b_total", "capacity": 2},
+        "stop_when": {"error_ratio": 0.05, "for_s": 2}})
+    assert status == 201, run
+    run = finished(agent, run["id"], 20)
+    ended = run["ended_by"]
+    assert run["status"] == "stopped" and ended["kind"] == "errors" and ended["value"] == 1.0, run
+    assert ended["threshold"] == 0.05 and ended["at_offered"] == 20.0, run
+    assert "error ratio 100.0% above the objective of 5.0%" in run["reason"], run
+    assert run["monitor_failures"] >= len(run["samples"]) >= 2, run
+    assert all(s["service_utilisation"] is None for s in run["samples"])
+    broken = run["samples"][ended["t"]]
+    assert broken["errors"] > 0 and broken["errors"] == pytest.approx(broken["achieved"])
+    assert broken["latency_p95_ms"] is None  # nothing succeeded
+
+
+class _SlowMetrics(BaseHTTPRequestHandler):
+    def do_GET(self):
+        time.sleep(2)  # far past the agent's half-second scrape timeout
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"x_total 1\n")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_slow_metrics_endpoint_never_holds_the_load_back(agent, service):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowMetrics)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        status, run = agent.call("POST", "/runs", {
+            "target_resource": f"{service.url}/", "profile": network({"kind": "constant", "level": 40}, "5s"),
+            "monitor": {"metrics_url": f"http://127.0.0.1:{server.server_port}/metrics",
+                        "latency_histogram": "x"}})
+        assert status == 201, run
+        run = finished(agent, run["id"], 20)
+    finally:
+        server.shutdown()
+    assert run["status"] == "finished" and len(run["samples"]) == 5, run
+    assert run["monitor_failures"] >= 4 and all(s["service_p95_ms"] is None for s in run["samples"]), run
+    joined = next(i for i, s in enumerate(run["samples"]) if s["achieved"] > 0)
+    steady = [s["achieved"] for s in run["samples"][joined + 1:]]
+    assert steady and abs(statistics.median(steady) - 40) <= 6, run["samples"]
 
 
 def test_what_is_refused(agent, service):
@@ -141,9 +200,3 @@ def test_what_is_refused(agent, service):
         status, body = start(**extra)
         assert status == 422 and words in body["error"], (extra, status, body)
     assert agent.call("GET", "/runs")[1] == []  # nothing was started by any of them
-
-
-def _alive(pid: int) -> bool:
-    from shaper_pipelines_tests.agent.test_agent_safety import alive
-
-    return alive(pid)
