@@ -222,7 +222,7 @@ def service_window(spec: dict, before: Exposition, after: Exposition, elapsed: f
             name, capacity = capacity, after.value(capacity)
             if capacity is None:
                 missing.add(name)
-        if busy is not None and capacity:
+        if busy is not None and capacity is not None and capacity > 0:
             out["service_utilisation"] = round(busy / (capacity * elapsed), 4)
     if spec.get("latency_histogram"):
         name = spec["latency_histogram"]
@@ -239,7 +239,8 @@ def service_window(spec: dict, before: Exposition, after: Exposition, elapsed: f
         count = grown(e["name"], label=e.get("label"), values=e.get("values"))
         if count is not None:
             out["service_errors"] = round(count / elapsed, 3)
-    return out
+    # A NaN or infinite sample in the scrape makes no number of ours (nor valid JSON).
+    return {k: v if v is None or math.isfinite(v) else None for k, v in out.items()}
 
 
 class ServiceMonitor:
@@ -276,8 +277,11 @@ class ServiceMonitor:
             if metrics is not None:
                 if previous[1] is not None:
                     missing: set[str] = set()
-                    fields = service_window(self.spec, previous[1], metrics, now - previous[0], missing)
-                    self.missing = missing
+                    try:
+                        fields = service_window(self.spec, previous[1], metrics, now - previous[0], missing)
+                        self.missing = missing
+                    except Exception:  # metrics of a shape we cannot read (a bucket without le)
+                        self.failures += 1
                 previous = (now, metrics)
             self.deliver(k, fields)
             k += 1
