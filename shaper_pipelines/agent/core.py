@@ -267,9 +267,10 @@ class Agent:
 
     @staticmethod
     def _stop_itself(run: Run, ended_by: dict, reason: str) -> None:
-        """The objective was broken long enough: the run ends as one stopped on request does."""
-        if run.status == "running":
-            run.ended_by, run.reason, run.status = ended_by, reason, "stopped"
+        """The objective was broken long enough: the run ends, and says "stopped" once its load is
+        gone (``_drive``), so a caller that sees the status may start the next one at once."""
+        if run.status == "running" and not run.stop_event.is_set():
+            run.ended_by, run.reason = ended_by, reason
             run.stop_event.set()
 
     def _drive(self, run: Run) -> None:
@@ -297,7 +298,9 @@ class Agent:
             watch.close()  # before anything else: no self-stop after this
             if generator is not None:
                 generator.stop()
-            # Said only once the load is gone and its files removed: "finished" means cleaned up. A
-            # run that stopped itself in its last second stays stopped.
-            if outcome is not None and not (outcome[0] == "finished" and run.ended_by is not None):
+            # Said only once the load is gone and its files removed: "finished" (and "stopped" by
+            # itself, even in its last second) means cleaned up.
+            if run.ended_by is not None and run.status == "running" and (outcome is None or outcome[0] == "finished"):
+                run.status = "stopped"
+            elif outcome is not None:
                 run.status, run.reason = outcome
