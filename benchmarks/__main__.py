@@ -1,6 +1,6 @@
 """Run every benchmark: ``python -m benchmarks`` (or one: ``python -m benchmarks.render``)."""
 
-from benchmarks import calendar, derive, fidelity, fleet, merges, render, replay, store_write
+from benchmarks import calendar, capacity, derive, fidelity, fleet, merges, render, replay, store_write
 
 render.main()
 store_write.main()
@@ -10,3 +10,4 @@ replay.main()
 merges.main()
 fleet.main()
 calendar.main()
+capacity.main([])  # its own defaults, not python -m benchmarks' arguments
