@@ -2,8 +2,12 @@
 run and materialisation shows up in the UI afterwards.
 
 First what an operator does once (stages: jobs launched by hand or as backfills): the predefined
-profiles, 13 days of history, the calendar and derived profiles, a gentle rehearsal, and the
-forecasts as they were issued yesterday morning. Then the daemon's part, in this process and
+profiles, 13 days of history, the calendar and derived profiles, a gentle rehearsal, a capacity
+rehearsal of a small real HTTP service started on loopback for the run (the demo stand-in for one
+instance of search-api: a pool of workers doing a known amount of work per request, with its own
+/metrics, so its latency rises with load), and the forecasts as they were issued yesterday morning.
+The capacity rehearsal stops itself once search-api's latency objective breaks; capacity_model
+fits it, and search-api's plan uses that capacity. Then the daemon's part, in this process and
 through the same code (``shaper_pipelines.ticks``): the history schedule lands yesterday, and the
 automation conditions and sensors do the rest - today's forecasts, yesterday judged, the
 rehearsal collected, the capacity model, the plan, a dry-run apply and the export.
@@ -20,6 +24,10 @@ GENTLE = "gentle-cpu-rehearsal"
 # The run's own event log is in the UI; the terminal gets warnings and the summary.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 REHEARSAL_TIMEOUT = 120.0
+# The demo service: 3 workers holding 50 ms per request serve 60 req/s at most, the scale of
+# search-api's instances in profiles_data/scaling.yaml; a queue of 16 past that, then 503s.
+DEMO_SERVICE = {"mode": "pool", "workers": 3, "work_ms": 50.0, "queue": 16}
+REHEARSED = "search-api"
 
 
 @dataclass(frozen=True)
@@ -30,7 +38,8 @@ class Stage:
     config: dict | None = None
 
 
-def stages(today) -> list[Stage]:
+def stages(today, service_url: str | None = None) -> list[Stage]:
+    """The operator's stages; with ``service_url``, a capacity rehearsal of it for search-api."""
     import pandas as pd
 
     yesterday = pd.Timestamp(today).floor("D") - pd.Timedelta(days=1)
@@ -44,6 +53,10 @@ def stages(today) -> list[Stage]:
         Stage("business calendar and derived profiles", "derived_profiles_job", {}),
         Stage(f"a gentle local simulation of {GENTLE} on the local agent", "load_simulation_job", {},
               {"ops": {"select_profiles": {"config": {"profile_ids": [GENTLE], "intensity": 1.0}}}}),
+        *([Stage(f"a capacity rehearsal of {REHEARSED}'s demo service at {service_url}", "load_simulation_job", {},
+                 {"ops": {"select_profiles": {"config": {"scaling_target": REHEARSED,
+                                                         "http_target": f"{service_url}/work"}}}})]
+          if service_url else []),
         # What yesterday's accuracy will judge: each series as it was forecast yesterday morning.
         *[Stage(f"demand forecast of {key} as of {as_of}", "forecast_job", {"dagster/partition": key},
                 {"ops": {"demand_forecast": {"config": {"as_of": as_of}}}}) for key in _series()],
@@ -70,11 +83,16 @@ def run_main_job() -> bool:
     from shaper_pipelines.definitions import defs
     from shaper_pipelines.ticks import Ticks
 
+    from shaper_pipelines.demo_service import start_demo_service
+
     definitions = defs()
     now = pd.Timestamp.now(tz="UTC")
     ok = True
-    with dg.DagsterInstance.get() as instance:
-        for stage in stages(now):
+    print("==> starting the demo HTTP service on loopback", file=sys.stderr)
+    with start_demo_service(**DEMO_SERVICE) as service, dg.DagsterInstance.get() as instance:
+        print(f"demo service: {service.url} ({DEMO_SERVICE['workers']} workers x {DEMO_SERVICE['work_ms']:g} ms, "
+              f"{service.capacity_rps:g} req/s at most)")
+        for stage in stages(now, service.url):
             print(f"==> {stage.title}", file=sys.stderr)
             job = definitions.resolve_job_def(stage.job)
             result = job.execute_in_process(instance=instance, tags=stage.tags, raise_on_error=False,
@@ -86,12 +104,14 @@ def run_main_job() -> bool:
         if ok:
             ticks = Ticks(definitions, instance, run_config=QUIET,
                           on_run=lambda run: print(_summary(run.label, run.result)))
-            # The daemon was on before yesterday landed: what is missing is made now (the capacity
-            # model and yesterday's plan, from yesterday's forecasts).
-            print("==> the daemon's first tick: what is still missing", file=sys.stderr)
-            ticks.automation(now)
             ok = _rehearsals_ended(definitions)
             if ok:
+                # The daemon was on before yesterday landed: what is missing is made now (the
+                # rehearsals collected, the capacity model from them, and yesterday's plan from
+                # yesterday's forecasts).
+                print("==> the daemon's first tick: what is still missing", file=sys.stderr)
+                ticks.sensor_tick()
+                ticks.automation(now)
                 morning = now.floor("D") + pd.Timedelta(hours=6, minutes=15)
                 print("==> history_job_schedule: yesterday lands; then the automation conditions and sensors",
                       file=sys.stderr)
@@ -146,13 +166,14 @@ def _summary(title: str, result) -> str:
                 lines.append(f"  {key}: {meta[key].value}")
         if "table" in meta:  # the profiles' table, printed whole
             details.extend(_rows(meta["table"].value, drop=()))
-        for key in ("scores", "plan"):
+        for key in ("scores", "capacity", "plan"):
             if key in meta:
                 details.extend(_rows(meta[key].value))
         if "destination" in meta and "where" in meta:
             details.append(f"  exported to {meta['destination'].value}: {meta['where'].value}")
         if "status" in meta and "seconds" in meta:  # a collected rehearsal
             details.append(f"  simulation {mat.partition}: {meta['status'].value}"
+                           + (f" ({meta['reason'].value})" if "ended_by" in meta else "")
                            + (f", mean |target - achieved| {meta['mean_abs_error'].value:.3f} over "
                               f"{meta['seconds'].value}s" if "mean_abs_error" in meta else ""))
         if "model" in meta and "backtest_mae_vs_seasonal_naive" in meta:

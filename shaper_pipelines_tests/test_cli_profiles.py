@@ -58,7 +58,7 @@ def test_validate_refuses_hostile_expressions_quickly(name, tmp_path, shaper_hom
 def test_import_list_show_render_export_round_trip(tmp_path, shaper_home, predefined_dir):
     result = shaper("profiles", "import", predefined_dir)
     assert result.returncode == 0, result.stderr
-    assert "stored 7 new version(s) of 7 profile(s)" in result.stdout
+    assert "stored 8 new version(s) of 8 profile(s)" in result.stdout
     again = shaper("profiles", "import", predefined_dir)
     assert "stored 0 new version(s)" in again.stdout
 

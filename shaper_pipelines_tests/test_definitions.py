@@ -40,13 +40,13 @@ def test_predefined_profiles_asset_stores_versions_and_plots(store_url, tmp_path
     result = dg.materialize([predefined_load_profiles], resources=resources)
     assert result.success
     meta = result.asset_materializations_for_node("predefined_load_profiles")[0].metadata
-    assert meta["profiles"].value == 7 and meta["versions_created"].value == 7
+    assert meta["profiles"].value == 8 and meta["versions_created"].value == 8
     assert meta["series_rows"].value > 0
     assert meta["plot"].value.startswith("![rendered profiles](data:image/png;base64,")
     again = dg.materialize([predefined_load_profiles], resources=resources)
     assert again.asset_materializations_for_node("predefined_load_profiles")[0].metadata["versions_created"].value == 0
     with ProfileStore(store_url) as store:
-        assert len(store.list()) == 7
+        assert len(store.list()) == 8
         assert len(store.read_series("nightly-backup")) == 90
 
 
@@ -87,10 +87,28 @@ def test_shaper_run_on_embedded_defaults(shaper_home):
         assert instance.get_latest_materialization_event(dg.AssetKey("predefined_load_profiles")) is not None
         history = dg.AssetKey(["historical_metrics", "checkout-api", "cpu"])
         assert len(instance.get_materialized_partitions(history)) == 14
+        # The gentle CPU rehearsal, and the capacity rehearsal of the demo service, which stopped
+        # itself once search-api's p95 objective broke; search-api's plan uses what it measured.
         simulations = instance.get_dynamic_partitions("simulation_runs")
-        assert len(simulations) == 1
-        result = instance.get_latest_materialization_event(dg.AssetKey("simulation_results"))
-        assert result.asset_materialization.metadata["status"].value == "finished"
+        assert len(simulations) == 2
+        records = instance.fetch_materializations(dg.AssetKey("simulation_results"), limit=10).records
+        collected = [r.asset_materialization.metadata for r in records]
+        assert sorted(r.partition_key for r in records) == sorted(simulations)
+        assert sorted(m["status"].value for m in collected) == ["finished", "stopped"]
+        rehearsal = next(m for m in collected if m["status"].value == "stopped")
+        assert rehearsal["ended_by"].value == "latency" and rehearsal["scaling_target"].value == "search-api"
+        assert "p95 latency" in rehearsal["reason"].value and rehearsal["peak_service_utilisation"].value > 0.8
+        capacity = instance.get_latest_materialization_event(dg.AssetKey("capacity_model")).asset_materialization
+        assert "| search-api" in capacity.metadata["capacity"].value and "| objective" in capacity.metadata["capacity"].value
+    from shaper_pipelines.store.simulation_store import SimulationStore
+    with SimulationStore(f"sqlite:///{shaper_home / 'profiles.db'}") as sims:
+        rehearsed = next(r for r in sims.runs() if r["scaling_target"] == "search-api")
+    # The demo service serves 60 req/s at most (3 workers x 50 ms): its p95 breaks 125 ms just below.
+    row = next(line for line in result.stdout.splitlines() if line.startswith("  | search-api "))
+    measured = float(row.split("|")[2])
+    assert 40 < measured < 66, row
+    assert f"rehearsals {rehearsed['run_key']}" in row
+    assert f"capacity per instance: {measured:.4g} (rehearsals {rehearsed['run_key']}" in plan.metadata["plan"].value
 
 
 def test_shaper_run_on_postgresql_keeps_runs_and_profiles_there(postgres, shaper_home, monkeypatch):
@@ -104,10 +122,15 @@ def test_shaper_run_on_postgresql_keeps_runs_and_profiles_there(postgres, shaper
     assert not (shaper_home / "profiles.db").exists()
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar() == 21
-        assert conn.execute(sa.text("SELECT status FROM simulation_runs")).scalar() == "finished"
+        # 21 before the capacity rehearsal, which adds its load_simulation_job run and its collection.
+        assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar() == 23
+        statuses = dict(conn.execute(sa.text("SELECT profile_id, status FROM simulation_runs")).all())
+        assert statuses == {"gentle-cpu-rehearsal": "finished", "capacity-step-rehearsal": "stopped"}
+        # The capacity rehearsal's seconds, with what the service said of each, are on PostgreSQL too.
+        assert conn.execute(sa.text("SELECT count(*) FROM simulation_samples WHERE service_utilisation IS NOT NULL"
+                                    )).scalar() > 5
         assert conn.execute(sa.text("SELECT count(DISTINCT target) FROM metric_samples")).scalar() == 2
         by_source = dict(conn.execute(sa.text(
             "SELECT source, count(DISTINCT profile_id) FROM profile_versions GROUP BY source")).all())
-        assert by_source["predefined"] == 6 and by_source["ab_test"] == 2 and by_source["historical"] == 5
+        assert by_source["predefined"] == 7 and by_source["ab_test"] == 2 and by_source["historical"] == 5
     engine.dispose()

@@ -66,6 +66,10 @@ class Run:
     values: np.ndarray  # per second, before intensity
     unit: str
     started: float = field(default_factory=time.time)
+    # Epoch seconds the load clock started (second t covers [load_started + t, +1)), once the
+    # generator is up; Locust takes a second or two to start, so it is later than ``started``. What
+    # a reader of Prometheus needs to query exactly the run's seconds.
+    load_started: float | None = None
     status: str = "running"
     reason: str = ""
     samples: list = field(default_factory=list)  # dicts: t, target, achieved, *CLIENT_FIELDS, *SERVICE_FIELDS
@@ -83,7 +87,7 @@ class Run:
         watch = self.watch
         return {"id": self.id, "profile_id": self.profile_id, "resource": self.resource, "target": self.target,
                 "intensity": self.intensity, "status": self.status, "reason": self.reason, "unit": self.unit,
-                "started": self.started, "duration_s": len(self.values), "elapsed_s": len(samples),
+                "started": self.started, "load_started": self.load_started, "duration_s": len(self.values), "elapsed_s": len(samples),
                 "current": current, "pids": self.pids, "stop_when": self.stop_when, "monitor": self.monitor,
                 "ended_by": self.ended_by, "monitor_failures": watch.failures if watch else 0,
                 "monitor_missing": watch.missing if watch else [], "samples": samples}
@@ -281,6 +285,7 @@ class Agent:
             generator = self._generator(run)
             run.pids = list(generator.pids)
             begin = time.monotonic()
+            run.load_started = time.time()
             run.watch = watch
             watch.start(begin)
             for second, value in enumerate(run.values):

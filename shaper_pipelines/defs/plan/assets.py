@@ -39,6 +39,7 @@ def scaling_plan(context: dg.AssetExecutionContext, config: PlanConfig, database
 
     scaling = load_scaling()
     capacity = capacity_model.set_index("target")["capacity_per_instance"]
+    source_of = dict(zip(capacity_model["target"], capacity_model["source"])) if "source" in capacity_model else {}
     objective_of = ({r.target: r.objective for r in capacity_model.itertuples(index=False) if r.bound == "objective"}
                     if "bound" in capacity_model.columns else {})
     calendar = from_events(business_calendar)
@@ -87,7 +88,7 @@ def scaling_plan(context: dg.AssetExecutionContext, config: PlanConfig, database
                                       produced_by=f"dagster run {context.run.run_id}", model=model)
         frame["plan_id"] = plan_id
         plans.append(frame)
-        sections.append(_plan_section(t, plan, frame, plan_id, c, png_markdown))
+        sections.append(_plan_section(t, plan, frame, plan_id, c, png_markdown, source_of.get(t.name, "")))
     if failures and not plans:
         raise dg.Failure("no scaling plan could be made:\n" + "\n".join(failures))
     for f in failures:
@@ -133,7 +134,8 @@ def cap_at_maximum(plan, max_capacity: int) -> None:
                       "max_capacity or the capacity per instance")
 
 
-def _plan_section(t, plan, frame: pd.DataFrame, plan_id: int, capacity: float, png_markdown) -> str:
+def _plan_section(t, plan, frame: pd.DataFrame, plan_id: int, capacity: float, png_markdown,
+                  source: str = "") -> str:
     """The plan of one target for the UI: why this floor, its changes with reasons, and a plot."""
     from shaper_pipelines.lib.plan_view import changes_markdown
     from shaper_pipelines.lib.plots import overlay_plot_png
@@ -147,6 +149,7 @@ def _plan_section(t, plan, frame: pd.DataFrame, plan_id: int, capacity: float, p
     return "\n".join([
         f"### {t.name} ({t.kind} {t.resource}), plan {plan_id}",
         f"- floor rule: **{plan.rule.rule.name}** - {plan.rule.why}",
+        f"- capacity per instance: {capacity:.4g}" + (f" ({source})" if source else ""),
         *[f"- {n}" for n in plan.notes],
         "",
         changes_markdown(frame),

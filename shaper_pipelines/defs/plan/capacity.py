@@ -77,7 +77,7 @@ def capacity_model(context: dg.AssetExecutionContext, database: DatabaseResource
                            source="none: no capacity configured and no HTTP rehearsal to measure it")
             rows.append(row)
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    shown = frame[["target", "capacity_per_instance", "bound", "objective", "source", "stale"]]
+    shown = frame[["target", "capacity_per_instance", "bound", "objective", "source", "stale"]].fillna("-")
     metadata = {"capacity": dg.MetadataValue.md(shown.to_markdown(index=False)),
                 "simulations_used": dg.MetadataValue.int(len(throughput_runs) + sum(len(r) for r in frame["rehearsals"]))}
     if plots:
