@@ -33,7 +33,8 @@ def prometheus_observations(settings: PrometheusSettings, queries: dict[str, str
         series = fetch_range(settings, query, start, end, pd.Timedelta(seconds=1))
         values = np.full(seconds, np.nan)
         if len(series):
-            t = np.rint(series.index.asi8 / 1e9 - first).astype(int)
+            # In seconds whatever unit pandas parsed the index in (microseconds, here).
+            t = np.rint((series.index - start) / pd.Timedelta(seconds=1)).astype(int)
             ok = (t >= 0) & (t < seconds)
             values[t[ok]] = series.to_numpy(dtype=float)[ok] * SCALE.get(column, 1.0)
         frame[column] = values

@@ -324,13 +324,15 @@ def _age(delta: timedelta) -> str:
 def is_stale(rehearsed_at: datetime, now: datetime, max_age: timedelta, rehearsed_version: str | None,
              current_version: str | None) -> str | None:
     """None while a rehearsal still speaks for the service; otherwise why not: older than
-    ``max_age``, or rehearsed on another service version than the one running now (a version
-    unknown on either side is not held against it). Naive datetimes are read as UTC. Both
-    reasons, when both hold, joined by "; "."""
+    ``max_age``, or rehearsed on another service version than the one running now. Once a current
+    version is named, a rehearsal that recorded none cannot be shown to be of it, and is stale;
+    with no current version named, versions are not compared. Naive datetimes are read as UTC.
+    Both reasons, when both hold, joined by "; "."""
     reasons = []
     age = _utc(now) - _utc(rehearsed_at)
     if age > max_age:
         reasons.append(f"rehearsed {_age(age)} ago, older than {_age(max_age)}")
-    if rehearsed_version is not None and current_version is not None and str(rehearsed_version) != str(current_version):
-        reasons.append(f"rehearsed on service version {rehearsed_version}, now {current_version}")
+    if current_version is not None and (rehearsed_version is None or str(rehearsed_version) != str(current_version)):
+        was = "no recorded service version" if rehearsed_version is None else f"service version {rehearsed_version}"
+        reasons.append(f"rehearsed on {was}, now {current_version}")
     return "; ".join(reasons) or None

@@ -11,12 +11,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 ALERTS = Path(__file__).resolve().parents[2] / "profiles_data" / "alerts"
 RULES, TESTS = ALERTS / "shaper.rules.yml", ALERTS / "shaper.rules.test.yml"
-EXPECTED = {"ShaperPredictedUtilizationHigh", "ShaperPredictedOverCapacity", "ShaperForecastWorseThanSeasonalNaive",
+EXPECTED = {"ShaperPredictedUtilizationHigh", "ShaperPredictedOverCapacity", "ShaperPredictedObjectiveBreach",
+            "ShaperForecastWorseThanSeasonalNaive",
             "ShaperExportStale", "ShaperExportMissing", "ShaperLoadAgentStuck", "ShaperLoadAgentDown"}
 
 
@@ -168,3 +170,52 @@ def test_the_alerts_on_the_real_export_fire_on_danger_and_not_on_a_healthy_plan(
     (tmp_path / "rules.yml").write_text(text)
     result = _promtool("test", "rules", "export.test.yml", cwd=tmp_path)
     assert result.returncode != 0 and "healthy" in result.stdout + result.stderr
+
+
+def test_the_objective_alert_fires_on_the_real_export_where_the_plan_runs_past_the_objectives_load(tmp_path):
+    """A rehearsed service whose objective broke at 50 requests per second per instance, and a
+    curve that saturates (utilisation 0.9 there, 1 from 60): ``tight`` needs 130 per second in the
+    next hour but its plan holds 2 instances (65 each: 1.3 of the objective's load); ``roomy``'s
+    plan holds 4 (32.5 each). prediction_samples maps the planned utilisation through the curve
+    and exports the objective ratio; the shipped rule fires on ``tight`` alone."""
+    import pandas as pd
+
+    from shaper_pipelines.lib.export import prediction_samples
+
+    now = pd.Timestamp.now(tz="UTC").floor("5min")
+    ts = pd.date_range(now, periods=24, freq="5min")
+    demand = pd.Series([40.0] * 4 + [130.0] * 6 + [40.0] * 14)
+    curve = lambda load: np.clip(np.asarray(load, dtype=float) * 0.018, 0, 1)  # noqa: E731 - 0.9 at 50
+    utilisation = pd.concat([pd.DataFrame({"target": name, "timestamp": ts, "utilization_p50": curve(demand),
+                                           "utilization_p90": curve(demand), "capacity": 1,
+                                           "demand_p50": demand * 0.9, "demand_p90": demand})
+                             for name in ("tight", "roomy")])
+    plan = pd.concat([pd.DataFrame({"target": name, "timestamp": ts, "desired_capacity": floor})
+                      for name, floor in (("tight", 2), ("roomy", 4))])
+    objective = "p95 under 60 ms, errors under 1.0%"
+    samples = prediction_samples(
+        utilisation=utilisation, plan=plan, forecasts={}, now=now,
+        targets=[{"name": n, "resource": f"{n}-asg", "kind": "asg"} for n in ("tight", "roomy")],
+        response={n: {"capacity": 50.0, "objective": objective, "curve": curve} for n in ("tight", "roomy")})
+    ratio = {(d["target"], d["window"]): s.value for s in samples
+             if s.name == "shaper_predicted_objective_load_ratio" and (d := dict(s.labels))["percentile"] == "p90"}
+    assert ratio[("tight", "next_1h")] == pytest.approx(1.3) and ratio[("roomy", "next_1h")] == pytest.approx(0.65)
+    planned = {d["target"]: s.value for s in samples if s.name == "shaper_predicted_utilization_ratio"
+               and (d := dict(s.labels))["capacity"] == "planned" and d["window"] == "next_1h" and d["percentile"] == "p90"}
+    # Through the curve, not rescaled: 65 per instance is past its knee, at 1.
+    assert planned["tight"] == pytest.approx(1.0) and planned["roomy"] == pytest.approx(0.585)
+
+    rules = yaml.safe_load(RULES.read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules))
+    tests = {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": _export_as_input_series(samples),
+        "alert_rule_test": [{"eval_time": "10m", "alertname": "ShaperPredictedObjectiveBreach", "exp_alerts": [
+            {"exp_labels": {"severity": "critical", "job": "shaper", "target": "tight", "resource": "tight-asg",
+                            "capacity": "planned", "percentile": "p90", "window": "next_1h",
+                            "objective": objective}}]}]}]}
+    (tmp_path / "export.test.yml").write_text(yaml.safe_dump(tests))
+    result = _promtool("test", "rules", "export.test.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr

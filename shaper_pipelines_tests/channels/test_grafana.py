@@ -210,8 +210,10 @@ def export_frames(now: pd.Timestamp, targets) -> dict:
         key = f"{t.history.target}:{t.history.metric}"
         forecasts[key] = {"target": t.history.target, "metric": t.history.metric, "model": "daily_profile",
                           "mase": 0.7 + 0.6 * i, "beats_naive": i == 0}
+        # search-api's capacity comes from its rehearsals (capacity_model), not scaling.yaml; the
+        # dashboards need only a figure for it.
         observed.append({"target": t.name, "demand": 31.0 + 20 * i, "min_capacity": t.min_capacity,
-                         "capacity_per_instance": t.capacity_per_instance})
+                         "capacity_per_instance": t.capacity_per_instance or 60.0})
     return {"utilisation": pd.concat(utilisation, ignore_index=True), "plan": pd.concat(plans, ignore_index=True),
             "forecasts": forecasts, "observed": pd.DataFrame(observed)}
 

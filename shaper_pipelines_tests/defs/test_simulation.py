@@ -99,7 +99,7 @@ def test_an_event_triggers_a_fleet_rehearsal_and_the_sensor_collects_it(two_agen
         for meta in results.values():
             assert meta["status"] == "finished" and meta["seconds"] == 4
             assert meta["mean_abs_error"] < 0.1  # 0.4 x 0.5 of a core on each agent
-            assert meta["plot"].startswith("![target vs achieved]")
+            assert meta["plot"].startswith("![rehearsal: load, latency, utilisation]")
 
 
 def test_an_agent_that_dies_mid_run_becomes_a_failed_explained_result(two_agents, tmp_path):
