@@ -187,8 +187,11 @@ def test_stale_by_age_and_by_version():
     assert is_stale(now - timedelta(days=1), now, week, "1.2", "1.3") == "rehearsed on service version 1.2, now 1.3"
     both = is_stale(now - timedelta(days=9), now, week, "1.2", "1.3")
     assert "9 days ago" in both and "now 1.3" in both
-    # an unknown version on either side is not held against the rehearsal; naive times read as UTC
-    assert is_stale(datetime(2026, 12, 1, 12), now, week, None, "1.3") is None
+    # once a current version is named, a rehearsal that recorded none cannot be shown to be of it;
+    # with none named, versions are not compared; naive times read as UTC
+    assert is_stale(datetime(2026, 12, 1, 12), now, week, None, "1.3") == \
+        "rehearsed on no recorded service version, now 1.3"
+    assert is_stale(datetime(2026, 12, 1, 12), now, week, None, None) is None
     assert is_stale(now - timedelta(hours=30), now, timedelta(hours=24), "a", None) == \
         "rehearsed 1 day ago, older than 1 day"
 
@@ -207,3 +210,52 @@ def test_to_dict_round_trip_is_json_safe():
     assert list(model.curve.columns) == ["offered", "utilisation", "latency_ms", "error_ratio"]
     with pytest.raises(ValueError, match="format"):
         ResponseModel.from_dict({**data, "format": "other"})
+
+
+def test_a_real_demo_service_over_loopback():
+    """The demo service (4 workers x 20 ms: 200/s) under evenly spaced open-loop steps, its
+    /metrics read every second as a rehearsal's monitor does: with evenly spaced arrivals the p95
+    stays near the work time until the pool saturates, so the objective (50 ms) breaks between the
+    120/s and 240/s steps; the utilisation curve at an unvisited 100/s is about 100 x 0.02 / 4."""
+    import threading
+    import time
+    import urllib.request
+
+    from shaper_pipelines.demo_service import start_demo_service
+    from shaper_pipelines.lib.histograms import (
+        increase,
+        parse_exposition,
+        quantile_from_buckets,
+    )
+    from shaper_pipelines_tests.demo_service.open_loop import offer
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def read(url):
+        with opener.open(f"{url}/metrics", timeout=5) as response:
+            e = parse_exposition(response.read().decode())
+        return (time.perf_counter(), e.value("demo_busy_worker_seconds"), e.value("demo_requests", status="200"),
+                e.value("demo_requests", status="503"), e.buckets("demo_request_duration_seconds"))
+
+    rows = []
+    with start_demo_service(mode="pool", workers=4, work_ms=20.0, queue=16) as service:
+        for rate in (40.0, 80.0, 120.0, 240.0):
+            worker = threading.Thread(target=offer, args=(service.url, rate, 2.0), kwargs={"threads": 32})
+            start = time.perf_counter()
+            worker.start()
+            before = read(service.url)
+            for k in (1, 2):
+                time.sleep(max(0.0, start + k - time.perf_counter()))
+                after = read(service.url)
+                dt = after[0] - before[0]
+                buckets = increase(before[4], after[4])
+                p95 = quantile_from_buckets(0.95, list(buckets), list(buckets.values()))
+                rows.append({"offered": rate, "achieved": (after[2] - before[2]) / dt,
+                             "errors": (after[3] - before[3]) / dt, "utilisation": (after[1] - before[1]) / 4 / dt,
+                             "latency_ms": p95 * 1000})
+                before = after
+            worker.join()
+    model = fit_response(pd.DataFrame(rows), Objective(0.95, 50.0), min_samples=8)
+    assert model.bound == "objective", (model.describe(), rows)
+    assert 120 <= model.capacity <= 240, (model.describe(), rows)
+    assert abs(model.utilisation_at(100.0)[0] - 0.5) < 0.06, (model.curve, rows)
