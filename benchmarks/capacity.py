@@ -123,6 +123,18 @@ def between(a: Scrape, b: Scrape, workers: int, q: float) -> dict:
             "utilisation": (b.busy - a.busy) / workers / dt, "latency_ms": p * 1000.0}
 
 
+def settle(url: str, timeout: float = 10.0) -> None:
+    """Wait until the service has nothing in flight (the queue of an overloaded step drained), then
+    half a second more: no measurement starts on what the one before left behind."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with OPENER.open(f"{url}/metrics", timeout=5) as response:
+            if not parse_exposition(response.read().decode()).value("demo_in_flight_requests"):
+                break
+        time.sleep(0.1)
+    time.sleep(0.5)
+
+
 def load_step(url: str, rate: float, seconds: float, marks: list[float], *, warmup: float = 0.0, seed: int = 0,
               arrivals: str = "poisson"):
     """Offer ``rate`` (Poisson) for ``seconds`` while scraping the service at each of ``marks``
@@ -330,12 +342,16 @@ def run_service(name: str, args, agent: LocalAgent | None, progress=print) -> di
         out["nominal_rps"] = nominal
         offer(service.url, 0.2 * nominal, 1.0, threads=THREADS)  # connections and workers warmed
         for r in range(args.repeats):
-            directs = {a: direct(service.url, nominal, spec["workers"], objective, args.warmup, args.step, seed=r,
-                                 arrivals=a) for a in args.arrivals.split(",")}
+            directs = {}
+            for a in args.arrivals.split(","):
+                settle(service.url)
+                directs[a] = direct(service.url, nominal, spec["workers"], objective, args.warmup, args.step, seed=r,
+                                    arrivals=a)
             progress(f"{name} #{r + 1} direct: " + ", ".join(
                 f"{a} {d.capacity or math.nan:.1f}/s ({d.broken_by}, {d.seconds:.0f} s)" for a, d in directs.items()))
             rehearsals = {}
             for driver in args.drivers.split(","):
+                settle(service.url)
                 if driver == "agent":
                     reh = rehearse_agent(agent, service.url, nominal, objective, args.rehearsal_step)
                 else:
