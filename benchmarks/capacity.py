@@ -447,7 +447,7 @@ def report(results: list[dict], args, wall: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.capacity", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.capacity", description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--services", default=",".join(SERVICES), help="comma-separated: " + ", ".join(SERVICES))
     parser.add_argument("--drivers", default="agent",
