@@ -82,6 +82,15 @@ def loop_env(postgres, tmp_path, monkeypatch):
     monkeypatch.setenv("SHAPER_HOME", str(tmp_path / "shaper_home"))
     monkeypatch.setenv("SHAPER_FORECAST_MODELS", FAST_MODELS)
     monkeypatch.setenv("SHAPER_SENSOR_INTERVAL_SECONDS", str(SENSOR_INTERVAL))
+    # search-api takes its capacity from capacity rehearsals (tests/defs/test_capacity_rehearsal.py,
+    # and `shaper run`); this loop has none, so its copy of scaling.yaml pins the demo's figure.
+    import yaml
+
+    scaling = yaml.safe_load((PROJECT / "profiles_data" / "scaling.yaml").read_text())
+    for target in scaling["targets"]:
+        target.setdefault("capacity_per_instance", 60)
+    (tmp_path / "scaling.yaml").write_text(yaml.safe_dump(scaling))
+    monkeypatch.setenv("SHAPER_SCALING_CONFIG", str(tmp_path / "scaling.yaml"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
