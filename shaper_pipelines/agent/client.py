@@ -41,13 +41,16 @@ class AgentClient:
             raise AgentUnreachable(f"agent {self.url} is unreachable: {getattr(exc, 'reason', exc)}") from None
 
     def start(self, profile: dict, intensity: float = 1.0, target_resource: str = "localhost", *,
-              stop_when: dict | None = None, monitor: dict | None = None) -> dict:
+              stop_when: dict | None = None, monitor: dict | None = None, arrivals: str | None = None) -> dict:
         """Start a run. A network_io run may take ``monitor`` (the target's own /metrics, read every
         second) and ``stop_when`` (an objective that ends the run once broken); see
-        ``shaper_pipelines.agent.watch`` for both."""
+        ``shaper_pipelines.agent.watch`` for both, and ``arrivals`` ("even" or "poisson", see the
+        locustfile)."""
         body = {"profile": profile, "intensity": intensity, "target_resource": target_resource}
         if stop_when is not None:
             body["stop_when"] = stop_when
+        if arrivals is not None:
+            body["arrivals"] = arrivals
         if monitor is not None:
             body["monitor"] = monitor
         return self._call("POST", "/runs", body)

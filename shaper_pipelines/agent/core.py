@@ -77,6 +77,7 @@ class Run:
     stop_when: dict | None = None  # as parse_stop_when keeps it, defaults filled in
     monitor: dict | None = None  # as parse_monitor keeps it
     ended_by: dict | None = None  # set when the run stopped itself (stop_when)
+    arrivals: str = "even"  # network_io: how Locust spaces requests (see locustfile)
     watch: Watch | None = field(default=None, repr=False)
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
     thread: threading.Thread | None = field(default=None, repr=False)
@@ -89,7 +90,7 @@ class Run:
                 "intensity": self.intensity, "status": self.status, "reason": self.reason, "unit": self.unit,
                 "started": self.started, "load_started": self.load_started, "duration_s": len(self.values), "elapsed_s": len(samples),
                 "current": current, "pids": self.pids, "stop_when": self.stop_when, "monitor": self.monitor,
-                "ended_by": self.ended_by, "monitor_failures": watch.failures if watch else 0,
+                "ended_by": self.ended_by, "arrivals": self.arrivals, "monitor_failures": watch.failures if watch else 0,
                 "monitor_missing": watch.missing if watch else [], "samples": samples}
 
 
@@ -175,6 +176,11 @@ class Agent:
         if resource == "network_io" and not urlparse(target).scheme.startswith("http"):
             raise Refused(422, "network_io load needs target_resource to be an http(s) URL on the allow-list")
         monitor, stop_when = self._watch(resource, body)
+        arrivals = body.get("arrivals", "even")
+        if arrivals not in ("even", "poisson"):
+            raise Refused(422, f"arrivals must be 'even' or 'poisson', not {arrivals!r}")
+        if arrivals != "even" and resource != "network_io":
+            raise Refused(422, f"arrivals applies to network_io runs only, not to a {resource} run")
         self._duration_within_cap(float(profile.duration))
         if any(r.resource == resource for r in self.active()):
             raise Refused(409, f"a {resource} run is already active on this agent")
@@ -187,7 +193,7 @@ class Agent:
             if any(r.resource == resource for r in self.active()):
                 raise Refused(409, f"a {resource} run is already active on this agent")
             run = Run(uuid.uuid4().hex[:12], profile.profile_id, resource, target, intensity, values, profile.unit,
-                      stop_when=stop_when, monitor=monitor)
+                      stop_when=stop_when, monitor=monitor, arrivals=arrivals)
             self.runs[run.id] = run
         run.thread = threading.Thread(target=self._drive, args=(run,), daemon=True, name=f"run-{run.id}")
         run.thread.start()
@@ -266,7 +272,7 @@ class Agent:
             lim = self.limits
             return generators.NetworkGenerator(run.target, self.work_dir / run.id, lim.locust_processes,
                                                lim.locust_remote_workers, lim.locust_master_bind,
-                                               lim.locust_master_port)
+                                               lim.locust_master_port, run.arrivals)
         return generators.DiskGenerator(self.work_dir / run.id, self.limits.max_disk_quota_mib)
 
     @staticmethod

@@ -246,7 +246,7 @@ class NetworkGenerator:
     others, to connect to ``master_bind:master_port``."""
 
     def __init__(self, url: str, work_dir: Path, processes: int = 1, remote_workers: int = 0,
-                 master_bind: str = "127.0.0.1", master_port: int = 5557):
+                 master_bind: str = "127.0.0.1", master_port: int = 5557, arrivals: str = "even"):
         import subprocess
         import sys
         from urllib.parse import urlparse
@@ -258,7 +258,8 @@ class NetworkGenerator:
         self.control.write_text("0")
         users = remote_workers or processes  # one arrival user per worker
         env = {**os.environ, "SHAPER_LOCUST_CONTROL": str(self.control), "SHAPER_LOCUST_COUNTS": str(work_dir),
-               "SHAPER_LOCUST_USERS": str(users), "SHAPER_LOCUST_PATH": parsed.path or "/"}
+               "SHAPER_LOCUST_USERS": str(users), "SHAPER_LOCUST_PATH": parsed.path or "/",
+               "SHAPER_LOCUST_ARRIVALS": arrivals}
         # Through the lifeline wrapper: Locust dies with the agent, and its forked workers with
         # Locust (the locustfile's at-fork hook), even when the agent is killed outright.
         cmd = [sys.executable, "-m", "shaper_pipelines.agent.lifeline", str(os.getpid()),

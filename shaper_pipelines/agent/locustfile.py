@@ -1,9 +1,13 @@
 """HTTP load for the agent, run by Locust in its own process (gevent must not patch the agent).
 
 Arrivals follow a target **rate**, an open model: every 200 ms each user starts its share of the
-target's requests, spread evenly over the slice, without waiting for earlier ones to answer. A
-slow server therefore sees the load the profile asks for, not a politely reduced one, which is
-what a user-count shape would give.
+target's requests without waiting for earlier ones to answer. A slow server therefore sees the
+load the profile asks for, not a politely reduced one, which is what a user-count shape would
+give. ``SHAPER_LOCUST_ARRIVALS`` says how they are spaced: ``even`` (the default) spreads the
+slice's requests evenly, which follows the profile closely second by second; ``poisson`` makes
+them a Poisson process (a Poisson count per slice at uniform instants), as independent users
+arrive: what a capacity rehearsal needs, because evenly spaced requests hardly queue until the
+service saturates, and would place its latency objective's capacity too high.
 
 The agent writes the target rate to ``SHAPER_LOCUST_CONTROL`` every second. Run alone, Locust's
 users read it there; distributed, the master reads it and broadcasts it to its workers (forked
@@ -11,7 +15,9 @@ here or started elsewhere with ``shaper locust-worker``), which need no shared d
 requests, failures and response times flow back the same way (see ``locust_counts``).
 """
 
+import math
 import os
+import random
 import time
 from pathlib import Path
 
@@ -35,6 +41,8 @@ USERS = int(os.environ.get("SHAPER_LOCUST_USERS", "1"))
 PATH = os.environ.get("SHAPER_LOCUST_PATH", "/")
 
 SLICE = 0.2  # seconds: how often a user re-reads the target and starts its next arrivals
+POISSON = os.environ.get("SHAPER_LOCUST_ARRIVALS", "even") == "poisson"
+_rng = random.Random()
 
 
 RATE_MESSAGE = "shaper_rate"
@@ -88,6 +96,13 @@ class ArrivalUser(FastHttpUser):
         # Arrivals owed for the time that really passed since the last slice, not for SLICE: a
         # loop that runs a little late must not lose requests, or the rate drifts low.
         now = time.time()
+        if POISSON:
+            expected = _user_rate() * (now - self._last)
+            self._last = now
+            for at in sorted(_rng.uniform(0, SLICE) for _ in range(_poisson(expected))):
+                gevent.spawn_later(at, self._one)
+            gevent.sleep(max(0.0, SLICE - (time.time() - now)))
+            return
         due = _user_rate() * (now - self._last) + self._carry
         self._last = now
         n = int(due)
@@ -100,6 +115,20 @@ class ArrivalUser(FastHttpUser):
         with self.client.get(PATH, name="shaper", catch_response=True) as response:
             if response.status_code >= 500:
                 response.failure(f"status {response.status_code}")
+
+
+def _poisson(mean: float) -> int:
+    """A Poisson count (Knuth's product of uniforms; a normal approximation above 500, where the
+    product would underflow and a slice of 2,500 req/s would cost that many draws anyway)."""
+    if mean <= 0:
+        return 0
+    if mean > 500:
+        return max(0, round(_rng.gauss(mean, math.sqrt(mean))))
+    limit, k, p = math.exp(-mean), 0, _rng.random()
+    while p > limit:
+        k += 1
+        p *= _rng.random()
+    return k
 
 
 class FixedUsers(LoadTestShape):

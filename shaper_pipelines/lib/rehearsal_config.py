@@ -116,6 +116,9 @@ class Rehearsal(BaseModel):
     max_age: Duration = 7 * 86400.0  # older rehearsals are stale: flagged, used only when none is fresh
     service_version: str | None = Field(default=None, max_length=100)  # rehearsals of another version are stale
     stop_for: int = Field(default=2, ge=1, le=60)  # seconds the objective must stay broken before the run stops
+    # How the rehearsal's requests arrive: poisson, as independent users do (evenly spaced requests
+    # barely queue before saturation, and would put the objective's capacity too high).
+    arrivals: Literal["poisson", "even"] = "poisson"
 
     @field_validator("url")
     @classmethod

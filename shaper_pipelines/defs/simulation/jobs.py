@@ -100,7 +100,7 @@ def simulate(context: dg.OpExecutionContext, chosen: list, database: DatabaseRes
             watch, version_of_service, agents = {}, None, clients
             if scaling_target:
                 rehearsal = _rehearsal(scaling_target)
-                watch = {"stop_when": rehearsal.stop_when()}
+                watch = {"stop_when": rehearsal.stop_when(), "arrivals": rehearsal.arrivals}
                 if rehearsal.watch == "scrape":
                     watch["monitor"] = rehearsal.scrape.monitor(target)
                 version_of_service, agents = rehearsal.service_version, clients[:1]
