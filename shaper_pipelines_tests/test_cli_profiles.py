@@ -84,7 +84,7 @@ def test_import_list_show_render_export_round_trip(tmp_path, shaper_home, predef
     assert shaper("profiles", "export", "-o", exported).returncode == 0
     other_home = {"SHAPER_HOME": str(tmp_path / "other")}
     reimported = shaper("profiles", "import", exported, env=other_home)
-    assert "stored 7 new version(s)" in reimported.stdout
+    assert "stored 8 new version(s)" in reimported.stdout
     # The same content hashes: export then import is lossless.
     first = {r["profile_id"]: r["content_hash"] for r in yaml.safe_load(shaper("profiles", "list", "--json").stdout)}
     second = {r["profile_id"]: r["content_hash"]

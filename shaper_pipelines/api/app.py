@@ -197,6 +197,15 @@ def _scaling_target(name: str):
         raise HTTPException(404, str(exc)) from None
 
 
+def _rehearsed_target(name: str):
+    """A scaling target that has a rehearsal section: 422 otherwise (the request names it, so it
+    is the request that is wrong), 404 when there is no such target."""
+    target = _scaling_target(name)
+    if target.rehearsal is None:
+        raise HTTPException(422, f"scaling target {name!r} has no rehearsal section in scaling.yaml")
+    return target
+
+
 def _plan_header(header: dict, frame) -> m.PlanHeader:
     return m.PlanHeader(plan_id=header["plan_id"], created_at=header["created_at"],
                         produced_by=header["produced_by"], model=header["model"], rows=len(frame),
@@ -410,6 +419,9 @@ def _simulations() -> APIRouter:
         run_config = {"ops": {"select_profiles": {"config": {
             "profile_ids": ids, "events": [], "window_minutes": body.window_minutes, "intensity": body.intensity,
             "http_target": str(body.http_target) if body.http_target else ""}}}}
+        if body.scaling_target:
+            _rehearsed_target(body.scaling_target)
+            run_config["ops"]["select_profiles"]["config"]["scaling_target"] = body.scaling_target
         run_id = launcher.launch(SIMULATION_JOB, run_config, {"shaper/launched_by": "control-api",
                                                              "shaper/actor": actor})
         log.info("%s launched %s run %s for %s", actor, SIMULATION_JOB, run_id, ", ".join(ids))

@@ -59,6 +59,9 @@ class SimulationRequest(Strict):
                                   description="a cron trigger counts as due if it fired this recently")
     http_target: HttpTarget | None = Field(default=None,
                                            description="the URL network_io rehearsals send requests to")
+    scaling_target: Name | None = Field(
+        default=None, description="a capacity rehearsal of this scaling target's service: watched and stopped as "
+                                  "its scaling.yaml rehearsal section says (its url unless http_target is given)")
     actor: Actor | None = None
 
 

@@ -255,12 +255,20 @@ def test_a_simulation_is_launched_as_a_run_and_the_kill_switch_cancels_it(api, h
         assert status == 422, (change, body)
     status, body = api.call("POST", "/v1/simulations", {"intensity": 0.5})
     assert status == 422
+    # A capacity rehearsal names a scaling target with a rehearsal section in scaling.yaml.
+    status, rehearsal = api.call("POST", "/v1/simulations", {**good, "scaling_target": "search-api"})
+    assert status == 202 and rehearsal["run_config"]["ops"]["select_profiles"]["config"]["scaling_target"] == "search-api"
+    status, body = api.call("POST", "/v1/simulations", {**good, "scaling_target": "checkout-api-asg"})
+    assert status == 422 and "no rehearsal section" in body["detail"]
+    status, body = api.call("POST", "/v1/simulations", {**good, "scaling_target": "nope"})
+    assert status == 404
 
     # The kill switch: queued and running simulation runs are cancelled before the agents are told.
     status, report = api.call("POST", "/v1/simulations/stop-all")
     assert status == 200, report
     assert report["confirmed"] is True and report["agents"] == []  # the local default; none started
-    assert report["dagster"] == {"configured": True, "terminated": [launch["run_id"]], "error": ""}
+    assert {**report["dagster"], "terminated": sorted(report["dagster"]["terminated"])} == {
+        "configured": True, "terminated": sorted([launch["run_id"], rehearsal["run_id"]]), "error": ""}
     assert dagster_run(dagster_webserver.url, launch["run_id"])["status"] in ("CANCELING", "CANCELED")
     status, report = api.call("POST", "/v1/simulations/stop-all")
     assert status == 200 and report["dagster"]["terminated"] == []
