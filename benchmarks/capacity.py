@@ -18,10 +18,11 @@ times) for the pool, 100 ms (5 work times) for the single CPU worker.
   ``/metrics`` (the increase of ``demo_busy_worker_seconds_total`` / workers / seconds). The true
   capacity is the rate at which the step p95 (or error ratio) first exceeds the objective, linearly
   interpolated between the last step under it and the first over, on the rates really offered.
-  Measured twice (``--arrivals``): with Poisson arrivals, as independent users arrive (steps from
-  30 %), and with evenly spaced arrivals, the traffic the rehearsal's Locust sends (steps from 60 %).
+  With Poisson arrivals, as independent users arrive (steps from 30 %); ``--arrivals
+  poisson,uniform`` adds evenly spaced arrivals (steps from 60 %), which barely queue before
+  saturation.
 - **Rehearsal, the real path** (``--drivers agent``): ``shaper agent`` in a process of its own with
-  Locust (one process), a network_io step profile (``stages``: 20, 40, 60, 80, 90, 100, 110, 120 %
+  Locust (one process, Poisson arrivals as a capacity rehearsal sends them), a network_io step profile (``stages``: 20, 40, 60, 80, 90, 100, 110, 120 %
   of nominal, ``--rehearsal-step`` seconds each), the agent reading the service's ``/metrics``
   every second (``monitor``) and stopping itself once the objective has been broken for two
   consecutive seconds (``stop_when``); ``lib.response_model.fit_response`` on the frame built from
@@ -54,7 +55,6 @@ import threading
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -234,13 +234,6 @@ def rehearse_open_loop(url: str, nominal: float, workers: int, objective: Object
     return Rehearsal(pd.DataFrame(rows), time.perf_counter() - started, ended_by, "open-loop generator")
 
 
-def agent_can_stop_on_objective() -> bool:
-    """Whether the load agent in this checkout stops a run itself when an objective breaks."""
-    from shaper_pipelines.agent import core
-
-    return "stop_when" in Path(core.__file__).read_text()
-
-
 class LocalAgent:
     """``shaper agent`` as a process of its own on loopback (one Locust process), with a throwaway
     token passed in its environment; stopped on ``close``."""
@@ -296,7 +289,8 @@ def rehearse_agent(agent: LocalAgent, url: str, nominal: float, objective: Objec
     stop_when = {"latency_quantile": objective.quantile, "latency_ms": objective.latency_ms,
                  "error_ratio": objective.error_ratio, "for_s": BAD_SECONDS, "source": "service"}
     started = time.perf_counter()
-    run = agent.client.start(profile, 1.0, f"{url}/", stop_when=stop_when, monitor=monitor)
+    # Poisson arrivals, as scaling.yaml's rehearsal sends them by default (rehearsal.arrivals).
+    run = agent.client.start(profile, 1.0, f"{url}/", stop_when=stop_when, monitor=monitor, arrivals="poisson")
     while (view := agent.client.get(run["id"]))["status"] == "running":
         time.sleep(0.25)
     elapsed = time.perf_counter() - started
@@ -448,25 +442,21 @@ def report(results: list[dict], args, wall: float) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.capacity", description=" ".join(__doc__.split("\n\n")[0].split()))
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--services", default=",".join(SERVICES), help="comma-separated: " + ", ".join(SERVICES))
     parser.add_argument("--drivers", default="agent",
                         help="comma-separated rehearsal drivers: agent (the load agent with Locust; default), "
                              "open-loop (Poisson arrivals, self-stop here)")
-    parser.add_argument("--arrivals", default="poisson,uniform",
-                        help="comma-separated arrivals of the direct measurement: poisson, uniform (default both)")
+    parser.add_argument("--arrivals", default="poisson",
+                        help="comma-separated arrivals of the direct measurement: poisson (default), uniform")
     parser.add_argument("--warmup", type=float, default=0.5, help="direct: seconds before each step is measured")
-    parser.add_argument("--step", type=float, default=3.0, help="direct: seconds measured per step")
-    parser.add_argument("--rehearsal-step", type=float, default=3.0, help="rehearsal: seconds per step")
+    parser.add_argument("--step", type=float, default=4.0, help="direct: seconds measured per step")
+    parser.add_argument("--rehearsal-step", type=float, default=4.0, help="rehearsal: seconds per step")
     args = parser.parse_args(argv)
     if unknown := set(args.drivers.split(",")) - set(DRIVERS):
         parser.error(f"unknown drivers {sorted(unknown)}: {', '.join(DRIVERS)}")
     if unknown := set(args.arrivals.split(",")) - set(ARRIVALS):
         parser.error(f"unknown arrivals {sorted(unknown)}: {', '.join(ARRIVALS)}")
-    if "agent" in args.drivers.split(",") and not agent_can_stop_on_objective():
-        print("the load agent here cannot stop itself on an objective (stop_when): open-loop rehearsal instead",
-              file=sys.stderr)
-        args.drivers = ",".join(dict.fromkeys(d if d != "agent" else "open-loop" for d in args.drivers.split(",")))
     started = time.perf_counter()
     agent = LocalAgent() if "agent" in args.drivers.split(",") else None
     try:
