@@ -144,7 +144,8 @@ def rehearsed(capacity_model: pd.DataFrame) -> dict:
             continue
         model = ResponseModel.from_dict(row.response)
         out[row.target] = {"curve": model.utilisation_at, "objective": row.objective or "",
-                           "capacity": model.capacity if model.bound == "objective" else float("nan")}
+                           # "upper": broken at the lowest load offered, so the ratio is at least this
+                           "capacity": model.capacity if model.bound in ("objective", "upper") else float("nan")}
     return out
 
 

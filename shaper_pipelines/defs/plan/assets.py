@@ -40,7 +40,7 @@ def scaling_plan(context: dg.AssetExecutionContext, config: PlanConfig, database
     scaling = load_scaling()
     capacity = capacity_model.set_index("target")["capacity_per_instance"]
     source_of = dict(zip(capacity_model["target"], capacity_model["source"])) if "source" in capacity_model else {}
-    objective_of = ({r.target: r.objective for r in capacity_model.itertuples(index=False) if r.bound == "objective"}
+    objective_of = ({r.target: r.objective for r in capacity_model.itertuples(index=False) if r.bound in ("objective", "upper")}
                     if "bound" in capacity_model.columns else {})
     calendar = from_events(business_calendar)
     plans, sections, failures, critical = [], [], [], []
