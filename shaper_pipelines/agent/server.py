@@ -18,7 +18,6 @@ from __future__ import annotations
 import hmac
 import logging
 import signal
-import socket
 import sys
 import threading
 
@@ -31,10 +30,10 @@ from shaper_pipelines.agent.core import Agent, Limits, Refused, Run  # noqa: F40
 from shaper_pipelines.agent.http_guard import BadRequest, DeadlineH11Protocol, read_json
 from shaper_pipelines.agent.metrics import CONTENT_TYPE, exposition
 from shaper_pipelines.body_limit import BodyLimitMiddleware
+from shaper_pipelines.listen import BACKLOG, listening_socket
 
 log = logging.getLogger("shaper.agent")
 
-BACKLOG = 2048  # the stdlib server's 5 reset the 6th of 50 simultaneous POSTs
 MAX_CONNECTIONS = 2048  # beyond it requests get 503 at once; idle ones are closed by the deadline
 REQUEST_TIMEOUT = 10.0  # seconds for a request head, and again for its body
 READS = frozenset({"GET", "HEAD"})
@@ -135,17 +134,6 @@ def build_app(agent: Agent, request_exit=lambda: None, request_timeout: float = 
     return _bearer_guard(BodyLimitMiddleware(app, error_key="error"), agent)
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """Bound and listening before the 'listening' line, so a client that reads it can connect."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(BACKLOG)
-    sock.set_inheritable(False)  # load generators must not hold the agent's port open
-    return sock
-
-
 def serve(agent: Agent, host: str, port: int, request_timeout: float = REQUEST_TIMEOUT) -> None:
     """Serve until SIGTERM, SIGINT or ``POST /shutdown``, then stop all load before exiting."""
     import uvicorn
@@ -157,7 +145,7 @@ def serve(agent: Agent, host: str, port: int, request_timeout: float = REQUEST_T
             super().handle_exit(sig, frame)
 
     protocol = type("AgentProtocol", (DeadlineH11Protocol,), {"head_timeout": request_timeout})
-    sock = _listen(host, port)
+    sock = listening_socket(host, port)
     server: AgentServer | None = None
 
     def request_exit() -> None:

@@ -25,10 +25,10 @@ from fastapi.responses import JSONResponse, Response
 from shaper_pipelines.demo_service.config import ServiceConfig
 from shaper_pipelines.demo_service.metrics import CONTENT_TYPE, DemoMetrics
 from shaper_pipelines.demo_service.pool import Full, WorkerPool, make_work
+from shaper_pipelines.listen import BACKLOG, listening_socket
 
 # Loopback load generators open many connections at once when the queue is full; the stdlib's
 # backlog of 5 would reset them, and a reset is not the 503 the service means to give.
-BACKLOG = 2048
 
 
 def build_app(config: ServiceConfig, pool: WorkerPool, metrics: DemoMetrics, worker_pids) -> FastAPI:
@@ -59,17 +59,6 @@ def build_app(config: ServiceConfig, pool: WorkerPool, metrics: DemoMetrics, wor
     return app
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """Bound and listening before the JSON line, so a client that reads it can connect."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(BACKLOG)
-    sock.set_inheritable(False)  # the worker processes must not hold the port open
-    return sock
-
-
 def url_of(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
@@ -79,7 +68,7 @@ def serve(config: ServiceConfig) -> None:
     """Serve until SIGTERM or SIGINT; then the workers are stopped before the process exits."""
     import uvicorn
 
-    sock = _listen(config.host, config.port)
+    sock = listening_socket(config.host, config.port)
     work = make_work(config)  # workers started (and warm) before the line that says we are ready
     try:
         pool = WorkerPool(config.workers, config.queue, work)
