@@ -41,7 +41,9 @@ USERS = int(os.environ.get("SHAPER_LOCUST_USERS", "1"))
 PATH = os.environ.get("SHAPER_LOCUST_PATH", "/")
 
 SLICE = 0.2  # seconds: how often a user re-reads the target and starts its next arrivals
-POISSON = os.environ.get("SHAPER_LOCUST_ARRIVALS", "even") == "poisson"
+# Remote workers (`shaper locust-worker`) have their own environment: the master sends its
+# arrivals mode with the rate (below), and this list holds what a worker was told.
+_poisson = [os.environ.get("SHAPER_LOCUST_ARRIVALS", "even") == "poisson"]
 _rng = random.Random()
 
 
@@ -71,13 +73,17 @@ def _share_the_rate(environment, **_kwargs):
     if isinstance(runner, MasterRunner):
         def broadcast():
             while True:
-                runner.send_message(RATE_MESSAGE, _file_rate() / USERS)
+                runner.send_message(RATE_MESSAGE, {"rate": _file_rate() / USERS, "poisson": _poisson[0]})
                 gevent.sleep(0.05)
 
         gevent.spawn(broadcast)
     elif isinstance(runner, WorkerRunner):
         _broadcast_rate[0] = 0.0
-        runner.register_message(RATE_MESSAGE, lambda msg, **_: _broadcast_rate.__setitem__(0, float(msg.data)))
+        def told(msg, **_):
+            _broadcast_rate[0] = float(msg.data["rate"])
+            _poisson[0] = bool(msg.data["poisson"])
+
+        runner.register_message(RATE_MESSAGE, told)
 
 
 publish_completed_requests(COUNTS)
@@ -96,7 +102,7 @@ class ArrivalUser(FastHttpUser):
         # Arrivals owed for the time that really passed since the last slice, not for SLICE: a
         # loop that runs a little late must not lose requests, or the rate drifts low.
         now = time.time()
-        if POISSON:
+        if _poisson[0]:
             expected = _user_rate() * (now - self._last)
             self._last = now
             for at in sorted(_rng.uniform(0, SLICE) for _ in range(_poisson(expected))):

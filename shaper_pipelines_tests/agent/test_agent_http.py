@@ -56,9 +56,10 @@ def test_arrival_rate_follows_a_ramp_on_locust_master_and_workers(tmp_path, targ
         agent.stop()
 
 
-def test_a_master_drives_workers_started_apart_from_it(tmp_path, target):
+@pytest.mark.parametrize("arrivals", ["even", "poisson"])
+def test_a_master_drives_workers_started_apart_from_it(tmp_path, target, arrivals):
     """Workers as they run on other hosts: their own processes, joined over Locust's protocol,
-    sharing no disk with the agent (rate and counts travel as Locust messages)."""
+    sharing no disk with the agent (rate, arrivals mode and counts travel as Locust messages)."""
     master_port = free_port()
     agent = AgentProcess(tmp_path, "--locust-remote-workers", "2", "--locust-master-port", str(master_port))
     workers = [subprocess.Popen([sys.executable, "-m", "shaper_pipelines.cli", "locust-worker", "--master-host",
@@ -67,11 +68,11 @@ def test_a_master_drives_workers_started_apart_from_it(tmp_path, target):
     try:
         status, body = agent.call("POST", "/runs", {"target_resource": f"{target}/", "profile": {
             "profile_id": "flat", "resource_type": "network_io", "duration": "20s",
-            "load_pattern": {"kind": "constant", "level": 150}}})
+            "load_pattern": {"kind": "constant", "level": 150}}, "arrivals": arrivals})
         assert status == 201, body
         wait_for(lambda: agent.call("GET", f"/runs/{body['id']}")[1]["status"] != "running", 30)
         run = agent.call("GET", f"/runs/{body['id']}")[1]
-        assert run["status"] == "finished", run
+        assert run["status"] == "finished" and run["arrivals"] == arrivals, run
         # Workers join when their processes have started (seconds on a loaded CI machine); the
         # steady rate is the median from two seconds after the first request went out.
         joined = next(i for i, s in enumerate(run["samples"]) if s["achieved"] > 0)

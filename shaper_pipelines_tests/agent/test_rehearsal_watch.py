@@ -174,6 +174,9 @@ def test_what_is_refused(agent, service):
     status, body = agent.call("POST", "/runs", {"profile": profile("cpu", {"kind": "constant", "level": 0.1}, "5s"),
                                                 "monitor": good_monitor})
     assert status == 422 and "network_io" in body["error"], body
+    status, body = agent.call("POST", "/runs", {"profile": profile("cpu", {"kind": "constant", "level": 0.1}, "5s"),
+                                                "arrivals": "poisson"})
+    assert status == 422 and "network_io" in body["error"], body
     port = service.url.rsplit(":", 1)[1]
     status, body = start(monitor={"metrics_url": f"http://example.com:{port}/metrics"})
     assert status == 403 and "allow-list" in body["error"], body
@@ -195,6 +198,7 @@ def test_what_is_refused(agent, service):
         ({"stop_when": {"latency_ms": 100, "source": "service"}}, "needs a monitor with a latency_histogram"),
         ({"stop_when": {"for_s": 3}}, "latency_ms"),
         ({"stop_when": {"latency_ms": 100, "p95": 1}}, "unknown keys 'p95'"),
+        ({"arrivals": "bursty"}, "arrivals must be 'even' or 'poisson'"),
     ]
     for extra, words in refusals:
         status, body = start(**extra)
