@@ -49,6 +49,18 @@ def write(tmp_path, **changes):
                            r"actions per Application Auto Scaling scalable target, .*set max_actions to at most 200"),
     ({"max_actions": 0}, r"\.max_actions: Input should be greater than or equal to 1"),
     ({"name": "checkout-api-asg"}, r"two targets are named 'checkout-api-asg'"),
+    # The rehearsal section: the objective, how the service is watched, where it is.
+    ({"rehearsal": {"objective": {"quantile": 0.9, "latency": "100ms"}}},
+     r"\.rehearsal\.objective\.quantile: Input should be 0\.5, 0\.95 or 0\.99"),
+    ({"rehearsal": {"objective": {"latency": "0ms"}}}, r"\.rehearsal\.objective\.latency: .*above 0"),
+    ({"rehearsal": {"objective": {"latency": "soon"}}}, r"\.rehearsal\.objective\.latency: 'soon' is not a duration"),
+    ({"rehearsal": {"objective": {"latency": "100ms"}, "watch": "prometheus"}},
+     r"\.rehearsal: watch: prometheus needs a prometheus: section"),
+    ({"rehearsal": {"objective": {"latency": "100ms"}, "url": "ftp://x/"}}, r"\.rehearsal\.url: .*http\(s\) URL"),
+    ({"rehearsal": {"objective": {"latency": "100ms"}, "scrape": {"busy_seconds": "not a metric"}}},
+     r"\.rehearsal\.scrape\.busy_seconds: String should match pattern"),
+    ({"rehearsal": {"objective": {"latency": "100ms"}, "arrivals": "bursty"}},
+     r"\.rehearsal\.arrivals: Input should be 'poisson' or 'even'"),
 ])
 def test_mistakes_name_the_file_and_the_field(tmp_path, changes, expected):
     path = write(tmp_path, **changes)
