@@ -43,7 +43,7 @@ PATH = os.environ.get("SHAPER_LOCUST_PATH", "/")
 SLICE = 0.2  # seconds: how often a user re-reads the target and starts its next arrivals
 # Remote workers (`shaper locust-worker`) have their own environment: the master sends its
 # arrivals mode with the rate (below), and this list holds what a worker was told.
-_poisson = [os.environ.get("SHAPER_LOCUST_ARRIVALS", "even") == "poisson"]
+POISSON_ARRIVALS = [os.environ.get("SHAPER_LOCUST_ARRIVALS", "even") == "poisson"]
 _rng = random.Random()
 
 
@@ -73,15 +73,16 @@ def _share_the_rate(environment, **_kwargs):
     if isinstance(runner, MasterRunner):
         def broadcast():
             while True:
-                runner.send_message(RATE_MESSAGE, {"rate": _file_rate() / USERS, "poisson": _poisson[0]})
+                runner.send_message(RATE_MESSAGE, {"rate": _file_rate() / USERS, "poisson": POISSON_ARRIVALS[0]})
                 gevent.sleep(0.05)
 
         gevent.spawn(broadcast)
     elif isinstance(runner, WorkerRunner):
         _broadcast_rate[0] = 0.0
+
         def told(msg, **_):
             _broadcast_rate[0] = float(msg.data["rate"])
-            _poisson[0] = bool(msg.data["poisson"])
+            POISSON_ARRIVALS[0] = bool(msg.data["poisson"])
 
         runner.register_message(RATE_MESSAGE, told)
 
@@ -102,7 +103,7 @@ class ArrivalUser(FastHttpUser):
         # Arrivals owed for the time that really passed since the last slice, not for SLICE: a
         # loop that runs a little late must not lose requests, or the rate drifts low.
         now = time.time()
-        if _poisson[0]:
+        if POISSON_ARRIVALS[0]:
             expected = _user_rate() * (now - self._last)
             self._last = now
             for at in sorted(_rng.uniform(0, SLICE) for _ in range(_poisson(expected))):

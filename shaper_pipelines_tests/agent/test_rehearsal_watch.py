@@ -68,9 +68,13 @@ def test_a_monitored_run_sees_the_client_and_the_service(agent, service):
     assert len(steady) >= 2, samples
     assert 20 <= statistics.median(s["latency_p95_ms"] for s in steady) <= 40, samples
     assert statistics.median(s["latency_p50_ms"] for s in steady) >= 20, samples
-    assert abs(statistics.median(s["service_utilisation"] for s in steady) - 0.5) <= 0.15, samples
-    assert 20 <= statistics.median(s["service_p95_ms"] for s in steady) <= 40, samples
-    assert all(s["errors"] == 0 and s["service_errors"] == 0 for s in steady), samples
+    # The run's last second may end before its scrape is read (the monitor stops with the load):
+    # its service fields are None, as the view documents, and every other second has them.
+    served = [s for s in steady if s["service_utilisation"] is not None]
+    assert len(served) >= len(steady) - 1, samples
+    assert abs(statistics.median(s["service_utilisation"] for s in served) - 0.5) <= 0.15, samples
+    assert 20 <= statistics.median(s["service_p95_ms"] for s in served) <= 40, samples
+    assert all(s["errors"] == 0 for s in steady) and all(s["service_errors"] == 0 for s in served), samples
 
 
 def test_a_ramp_stops_itself_once_the_latency_objective_is_broken(agent, service):

@@ -203,8 +203,10 @@ def export_frames(now: pd.Timestamp, targets) -> dict:
     for i, t in enumerate(targets):
         p50 = 0.45 + 0.3 * np.sin(phase + i)
         p90 = 1.25 * p50
+        # The demand behind it, at 60 per instance: what the objective's ratio is taken from.
         utilisation.append(pd.DataFrame({"target": t.name, "timestamp": ts, "utilization_p50": p50,
-                                         "utilization_p90": p90, "capacity": t.min_capacity}))
+                                         "utilization_p90": p90, "capacity": t.min_capacity,
+                                         "demand_p50": p50 * t.min_capacity * 60, "demand_p90": p90 * t.min_capacity * 60}))
         desired = np.clip(np.ceil(p90 * t.min_capacity / t.target_utilization), t.min_capacity, t.max_capacity)
         plans.append(pd.DataFrame({"target": t.name, "timestamp": ts, "desired_capacity": desired}))
         key = f"{t.history.target}:{t.history.metric}"
@@ -214,8 +216,12 @@ def export_frames(now: pd.Timestamp, targets) -> dict:
         # dashboards need only a figure for it.
         observed.append({"target": t.name, "demand": 31.0 + 20 * i, "min_capacity": t.min_capacity,
                          "capacity_per_instance": t.capacity_per_instance or 60.0})
+    # Each as if its capacity came from a rehearsal that broke its p95 objective at 55 per instance
+    # (search-api's does; the panel test picks checkout-api-asg, and every query must have data).
+    response = {t.name: {"capacity": 55.0, "objective": "p95 under 125 ms, errors under 1.0%", "curve": None}
+                for t in targets}
     return {"utilisation": pd.concat(utilisation, ignore_index=True), "plan": pd.concat(plans, ignore_index=True),
-            "forecasts": forecasts, "observed": pd.DataFrame(observed)}
+            "forecasts": forecasts, "observed": pd.DataFrame(observed), "response": response}
 
 
 # --- structure ------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -147,9 +148,17 @@ def test_prometheus_and_the_agents_scrape_give_the_same_per_second_series(rehear
     both = scraped.merge(seen, on="t", suffixes=("_scraped", "_promql"))
     u = both[["service_utilisation_scraped", "service_utilisation_promql"]].dropna()
     assert len(u) >= len(scraped) - 4, both
-    # A 3 s rate against one second's increase: the same but at a step's edges.
-    assert np.median(np.abs(u.iloc[:, 0] - u.iloc[:, 1])) < 0.08, u
-    assert np.corrcoef(u.iloc[:, 0], u.iloc[:, 1])[0, 1] > 0.85, u
+    # rate() over a 3 s window at 1 s scrapes spans the last two scrape intervals before its
+    # evaluation, wherever Prometheus' scrape phase put them: the same per-second series as the
+    # agent's, averaged over two seconds and up to a second behind. Compared that way, they agree.
+    promql = both["service_utilisation_promql"]
+    errors = []
+    for lag in (0, 1):
+        trailing = both["service_utilisation_scraped"].rolling(2).mean().shift(lag)
+        pair = pd.concat([trailing, promql], axis=1).dropna()
+        errors.append((np.median(np.abs(pair.iloc[:, 0] - pair.iloc[:, 1])), lag, pair))
+    error, lag, pair = min(errors, key=lambda e: e[0])
+    assert error < 0.05 and np.corrcoef(pair.iloc[:, 0], pair.iloc[:, 1])[0, 1] > 0.95, (lag, pair)
     p = both[["service_p95_ms_scraped", "service_p95_ms_promql"]].dropna()
     p = p[p.iloc[:, 0] < OBJECTIVE_MS]  # below the objective: before the queue took over
     ratio = p.iloc[:, 1] / p.iloc[:, 0]
