@@ -10,7 +10,7 @@ only load what the commands load, so the budget means the same on a fast and a s
 from __future__ import annotations
 
 import os
-import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -42,21 +42,26 @@ class Outcome:
         return [line for line in self.stderr.splitlines() if line.strip()]
 
 
-def _limit() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+MEASURED = Path(__file__).with_name("measured.py")
 
 
 def run_limited(argv: list[str], *, input: str | bytes | None = None, env: dict | None = None,
                 cwd: str | Path | None = None, timeout: float = 60.0) -> Outcome:
     """Run ``argv`` under the address-space ceiling; measure wall time and peak RSS, the latter
-    from the child's own rusage (``wait4``), so other processes of the test run do not count.
-    Past ``timeout`` the child is killed and the outcome says so by its signal return code."""
+    from the command's own rusage (``wait4``), taken by the small launcher ``measured.py`` so that
+    neither other processes of the test run nor the test process's own size count. Past
+    ``timeout`` the command is killed and the outcome says so by its signal return code."""
     data = input.encode() if isinstance(input, str) else input
     full_env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", **(env or {})}
+    report, reported = os.pipe()
     start = time.monotonic()
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, cwd=cwd,
-                            preexec_fn=_limit)
+    try:
+        proc = subprocess.Popen([sys.executable, "-I", "-S", str(MEASURED), str(reported), str(ADDRESS_SPACE), *argv],
+                                stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, cwd=cwd,
+                                pass_fds=(reported,), start_new_session=True)
+    finally:
+        os.close(reported)
     chunks: dict[str, list[bytes]] = {"out": [], "err": []}
 
     def drain(stream, key):
@@ -77,19 +82,20 @@ def run_limited(argv: list[str], *, input: str | bytes | None = None, env: dict 
                 proc.stdin.close()
             except BrokenPipeError:
                 pass
-    killer = threading.Timer(timeout, proc.kill)
+    killer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
     killer.start()
     try:
-        _, status, usage = os.wait4(proc.pid, 0)
+        _, status, _ = os.wait4(proc.pid, 0)
     finally:
         killer.cancel()
     seconds = time.monotonic() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
+    with os.fdopen(report, "rb") as f:
+        kib = f.read().decode() or "0"  # nothing when the launcher itself was killed
     for reader in readers:
         reader.join(timeout=5)
     return Outcome(proc.returncode, b"".join(chunks["out"]).decode(errors="replace"),
-                   b"".join(chunks["err"]).decode(errors="replace"), seconds,
-                   usage.ru_maxrss / 1024)
+                   b"".join(chunks["err"]).decode(errors="replace"), seconds, int(kib) / 1024)
 
 
 # What a command loads before it can look at its input: the command line and the libraries its

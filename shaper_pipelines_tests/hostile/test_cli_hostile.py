@@ -275,3 +275,18 @@ def test_output_dash_is_standard_output(home, tmp_path):
                      _three_days(tmp_path), "--output", "-")
     assert outcome.returncode == 0 and outcome.stdout.startswith("timestamp,"), outcome.stderr
     assert not (Path.cwd() / "-").exists()
+
+
+def test_the_memory_measured_is_the_commands_not_the_test_processes():
+    """Linux carries a process's peak resident size across fork and exec: forked straight from a
+    big test process, ``python -c pass`` reported that process's size (500 MB once pytest had run
+    the suite up to here). Through the launcher it reports its own."""
+    import sys
+
+    from shaper_pipelines_tests.hostile.limits import MEGABYTES
+
+    ballast = bytearray(MEGABYTES * 1024 * 1024)
+    ballast[::4096] = b"\1" * len(range(0, len(ballast), 4096))  # resident, not only reserved
+    outcome = run_limited([sys.executable, "-c", "pass"])
+    del ballast
+    assert outcome.returncode == 0 and outcome.megabytes < 100, outcome
