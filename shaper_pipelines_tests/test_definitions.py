@@ -103,10 +103,11 @@ def test_shaper_run_on_embedded_defaults(shaper_home):
     from shaper_pipelines.store.simulation_store import SimulationStore
     with SimulationStore(f"sqlite:///{shaper_home / 'profiles.db'}") as sims:
         rehearsed = next(r for r in sims.runs() if r["scaling_target"] == "search-api")
-    # The demo service serves 60 req/s at most (3 workers x 50 ms): its p95 breaks 125 ms just below.
+    # The demo service serves 60 req/s at most (3 workers x 50 ms); under the rehearsal's Poisson
+    # arrivals its p95 breaks 125 ms near 44 req/s.
     row = next(line for line in result.stdout.splitlines() if line.startswith("  | search-api "))
     measured = float(row.split("|")[2])
-    assert 40 < measured < 66, row
+    assert 34 < measured < 58, row
     assert f"rehearsals {rehearsed['run_key']}" in row
     assert f"capacity per instance: {measured:.4g} (rehearsals {rehearsed['run_key']}" in plan.metadata["plan"].value
 

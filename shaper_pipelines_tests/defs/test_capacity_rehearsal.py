@@ -120,7 +120,7 @@ def test_the_rehearsal_stops_itself_when_the_objective_breaks_and_is_stored_per_
     assert meta["reason"].startswith("stopped itself: p95 latency") and "125 ms" in meta["reason"]
     assert meta["scaling_target"] == "search-api"
     assert meta["service_watched_by"].startswith("the agent")
-    # It stopped well before the profile's 27 s, once past 60 req/s.
+    # It stopped well before the profile's 27 s.
     assert meta["seconds"] < 27
     assert meta["plot"].startswith("![rehearsal")
     with SimulationStore(url) as sims:
@@ -204,8 +204,9 @@ def test_capacity_model_takes_the_load_at_the_objective_and_flags_another_versio
     defs, instance, url, key, service, prometheus, home, mp = rehearsed
     collect(defs, instance, key)
     row = capacity(defs, instance)
-    # 60 req/s at most; p95 crosses 125 ms between the 58 and 64 req/s steps.
-    assert row["bound"] == "objective" and 45 < row["capacity_per_instance"] < 66, row
+    # 60 req/s at most, but the rehearsal's arrivals are Poisson: 3 workers x 50 ms queue like
+    # M/D/3, whose p95 crosses 125 ms near 44 req/s (40: 104 ms, 45: 131 ms, 50: 174 ms).
+    assert row["bound"] == "objective" and 34 < row["capacity_per_instance"] < 58, row
     assert row["rehearsals"] == [key] and row["stale"] is None
     assert row["source"].startswith(f"rehearsals {key}: p95 under 125 ms up to")
     assert isinstance(row["response"], dict)
