@@ -132,7 +132,9 @@ def test_the_rehearsal_stops_itself_when_the_objective_breaks_and_is_stored_per_
     # At 36 req/s, 3 workers x 50 ms are 60 % busy, and a request takes its 50 ms.
     at36 = frame[frame["target"] == 36]["service_utilisation"].median()
     assert 0.45 < at36 < 0.75, frame
-    assert 45 < frame[frame["target"] == 24]["service_p95_ms"].median() < 80, frame
+    # At 24 req/s (40 % busy) most requests take their 50 ms; with Poisson arrivals some wait:
+    # the p95 sits between the work time and the objective.
+    assert 45 < frame[frame["target"] == 24]["service_p95_ms"].median() < OBJECTIVE_MS, frame
     assert frame["service_p95_ms"].max() > OBJECTIVE_MS
 
 
