@@ -64,7 +64,7 @@ def target_capacity(rehearsal, runs: list[dict], samples_of, now: datetime) -> T
     if not ended:
         return TargetCapacity(None, [], None, "no ended rehearsal of this target yet")
     max_age = timedelta(seconds=rehearsal.max_age)
-    why = {r["run_key"]: is_stale(_aware(r["dispatched_at"]), now, max_age, r.get("service_version"),
+    why = {r["run_key"]: is_stale(r["dispatched_at"], now, max_age, r.get("service_version"),
                                   rehearsal.service_version) for r in ended}
     fresh = [r for r in ended if why[r["run_key"]] is None]
     chosen = (fresh or ended)[:RECENT]
@@ -81,11 +81,6 @@ def target_capacity(rehearsal, runs: list[dict], samples_of, now: datetime) -> T
     return TargetCapacity(model, keys, stale, None, points)
 
 
-def _aware(value) -> datetime:
-    ts = pd.Timestamp(value)
-    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts).to_pydatetime()
-
-
 def rehearsal_due(rehearsal, runs: list[dict], now: datetime) -> tuple[str, str] | None:
     """Whether a target's service should be rehearsed again: ``(why, after)`` where ``after`` is the
     newest ended rehearsal's key (or "never": one request per state, so a rehearsal that fails is
@@ -95,7 +90,7 @@ def rehearsal_due(rehearsal, runs: list[dict], now: datetime) -> tuple[str, str]
     ended = [r for r in runs if r["status"] in ("finished", "stopped")]
     if not ended:
         return "never rehearsed", "never"
-    newest = max(ended, key=lambda r: _aware(r["dispatched_at"]))
-    why = is_stale(_aware(newest["dispatched_at"]), now, timedelta(seconds=rehearsal.max_age),
+    newest = max(ended, key=lambda r: r["dispatched_at"])
+    why = is_stale(newest["dispatched_at"], now, timedelta(seconds=rehearsal.max_age),
                    newest.get("service_version"), rehearsal.service_version)
     return (why, newest["run_key"]) if why else None
